@@ -1,0 +1,152 @@
+"""Host-side probes: process state, restart policy and logs of each service.
+
+A local stack answers through its supervisord; a deployed stack on this
+machine answers through systemd (``systemctl`` and ``journalctl``).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pytest_stackcheck.provision.base import LiveStack
+
+# Error lines in the formats of the stack's servers: Python logging and
+# tracebacks, PostgreSQL (ERROR:/FATAL:/PANIC:), nats-server ([ERR]/[FTL]),
+# nginx ([error] and worse) and supervisord (CRIT).
+ERROR_LINE = re.compile(
+    r"\b(ERROR|CRITICAL|FATAL|PANIC)\b"
+    r"|Traceback \(most recent call last\)"
+    r"|\[(ERR|FTL)\]"
+    r"|\[(error|crit|alert|emerg)\]"
+    r"|\bCRIT\b"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LogFinding:
+    """One error line found in a service's log."""
+
+    source: str
+    line: str
+
+
+class NoServiceManager(Exception):
+    """Neither a local supervisord nor systemd on this machine is reachable."""
+
+
+def manager_of(stack: LiveStack) -> str:
+    """Return 'supervisor' or 'systemd', or raise NoServiceManager."""
+    if stack.supervisor_socket is not None:
+        return "supervisor"
+    if not stack.profile.doc.stack.host and shutil.which("systemctl"):
+        return "systemd"
+    raise NoServiceManager(
+        "no service manager reachable: the stack has no supervisord and its "
+        "host is not this machine with systemd"
+    )
+
+
+def unit_of(stack: LiveStack, name: str) -> str:
+    """Return the systemd unit of service ``name``."""
+    unit = stack.profile.doc.services[name].unit or name
+    return unit if "." in unit else f"{unit}.service"
+
+
+def process_states(stack: LiveStack) -> dict[str, str]:
+    """Return each supervised program's state, such as RUNNING."""
+    if manager_of(stack) == "supervisor":
+        from pytest_stackcheck.control.supervisor import SupervisorControl
+
+        assert stack.supervisor_socket is not None
+        control = SupervisorControl(stack.supervisor_socket)
+        return {status.name: status.state for status in control.statuses()}
+
+    states: dict[str, str] = {}
+    for name in stack.profile.doc.services:
+        unit = unit_of(stack, name)
+        result = subprocess.run(
+            ["systemctl", "is-active", unit], capture_output=True, text=True, check=False
+        )
+        states[name] = result.stdout.strip().upper() or "UNKNOWN"
+    return states
+
+
+def restart_policy(stack: LiveStack, name: str) -> str:
+    """Return the restart policy in force, in systemd's words (always, ...)."""
+    if manager_of(stack) == "supervisor":
+        from pytest_stackcheck.control.supervisor import SupervisorControl
+
+        assert stack.supervisor_socket is not None
+        assert stack.workdir is not None
+        control = SupervisorControl(stack.supervisor_socket)
+        config = control.configs(stack.workdir / "supervisord.conf")[name]
+        return _supervisor_policy(config.autorestart)
+
+    result = subprocess.run(
+        ["systemctl", "show", "--property=Restart", "--value", unit_of(stack, name)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stdout.strip() or "unknown"
+
+
+def _supervisor_policy(autorestart: str) -> str:
+    # supervisord's autorestart is true, false or unexpected; "unexpected"
+    # restarts only on exit codes outside exitcodes, as Restart=on-failure.
+    text = autorestart.strip().lower()
+    if text == "unexpected":
+        return "on-failure"
+    if text in ("true", "1", "yes", "on"):
+        return "always"
+    return "no"
+
+
+def log_sources(stack: LiveStack) -> dict[str, Path]:
+    """Return the captured log of every supervised program and nginx's error log.
+
+    supervisord's own log and nginx's access log are left out: the first
+    carries supervisord's warnings about itself, the second request paths.
+    """
+    if stack.log_dir is None:
+        return {}
+    skipped = {"supervisord", "nginx-access"}
+    return {
+        path.stem: path
+        for path in sorted(stack.log_dir.glob("*.log"))
+        if path.stem not in skipped
+    }
+
+
+def error_lines(stack: LiveStack, limit: int = 20) -> tuple[dict[str, int], list[LogFinding]]:
+    """Return line counts per log source and up to ``limit`` error lines."""
+    counts: dict[str, int] = {}
+    findings: list[LogFinding] = []
+
+    if manager_of(stack) == "supervisor":
+        for source, path in log_sources(stack).items():
+            text = path.read_text(encoding="utf-8", errors="replace")
+            lines = text.splitlines()
+            counts[source] = len(lines)
+            findings += [LogFinding(source, line) for line in lines if ERROR_LINE.search(line)]
+        return counts, findings[:limit]
+
+    since = f"@{int(stack.started_at)}"
+    for name in stack.profile.doc.services:
+        unit = unit_of(stack, name)
+        result = subprocess.run(
+            ["journalctl", "--unit", unit, "--since", since, "--no-pager", "--output=cat"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        lines = result.stdout.splitlines()
+        counts[name] = len(lines)
+        findings += [LogFinding(name, line) for line in lines if ERROR_LINE.search(line)]
+    return counts, findings[:limit]

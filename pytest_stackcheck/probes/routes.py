@@ -1,0 +1,147 @@
+"""Route checks through nginx: right upstream, right path, websocket upgrade."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import httpx
+
+from pytest_stackcheck.probes.http import compare_health
+from pytest_stackcheck.probes.wait import wait_until
+from pytest_stackcheck.probes.websocket import Handshake, expected_accept, handshake
+
+if TYPE_CHECKING:
+    from pytest_stackcheck.profile import Route, Timeouts
+    from pytest_stackcheck.provision.base import LiveStack
+
+RECEIVED_PATH_HEADER = "x-stackcheck-received-path"
+SERVICE_HEADER = "x-stackcheck-service"
+# A query string travels with the probe so a route that drops it is caught.
+PROBE_QUERY = "stackcheck=1"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteResult:
+    """The verdict on one route and what it was based on."""
+
+    ok: bool
+    message: str
+    evidence: dict[str, str | int | float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    status: int
+    received: str | None
+    service: str | None
+    body: str
+
+
+def check_http_route(stack: LiveStack, route: Route, timeouts: Timeouts) -> RouteResult:
+    """Request ``prefix + probe`` through nginx and judge what the upstream saw."""
+    url = f"{stack.nginx_url}{route.prefix}{route.probe}?{PROBE_QUERY}"
+    expected_path = f"/{route.probe}?{PROBE_QUERY}"
+    service = stack.profile.doc.services[route.service]
+    expected_role = service.role or route.service
+
+    def read() -> _Reading:
+        with httpx.Client(timeout=timeouts.check_s) as client:
+            response = client.get(url)
+        return _Reading(
+            response.status_code,
+            response.headers.get(RECEIVED_PATH_HEADER),
+            response.headers.get(SERVICE_HEADER),
+            response.text[:300],
+        )
+
+    def problems(reading: _Reading) -> list[str]:
+        found: list[str] = []
+        if reading.received is not None and reading.received != expected_path:
+            found.append(f"upstream received {reading.received!r}, expected {expected_path!r}")
+            if reading.received.startswith("//"):
+                found.append("a doubled slash: location and proxy_pass disagree on the trailing slash")
+            elif reading.received.startswith(route.prefix):
+                found.append("the prefix was not stripped: proxy_pass has no URI part or uses a variable")
+        if reading.service is not None and reading.service != expected_role:
+            found.append(f"reached service {reading.service!r}, expected {expected_role!r}")
+        if reading.received is None and "/" + route.probe == service.health.path:
+            found += compare_health(reading.status, reading.body, service.health)
+        elif reading.received is None and reading.status >= 400:
+            found.append(f"status {reading.status}")
+        return found
+
+    waited = wait_until(read, lambda r: not problems(r), timeouts.check_s, timeouts.poll_s)
+    last = waited.last
+    if last is None:
+        return RouteResult(False, f"route {route.prefix}: GET {url} failed: {waited.error}")
+
+    evidence: dict[str, str | int | float] = {
+        f"route {route.prefix} status": last.status,
+        f"route {route.prefix} upstream path": last.received or "(not reported)",
+    }
+    found = problems(last)
+    if not found:
+        return RouteResult(True, "", evidence)
+    message = (
+        f"route {route.prefix} -> {route.service}: GET {url} returned {last.status}; "
+        + "; ".join(found)
+        + f"; body {last.body[:120]!r}"
+    )
+    return RouteResult(False, message, evidence)
+
+
+def check_websocket_route(
+    stack: LiveStack, route: Route, timeouts: Timeouts
+) -> RouteResult:
+    """Upgrade to a websocket through nginx and expect the NATS INFO frame."""
+    url = f"{stack.nginx_url}{route.prefix}{route.probe}"
+
+    def holds(answer: Handshake) -> bool:
+        return (
+            answer.status == 101
+            and answer.accept_ok
+            and answer.first_frame.startswith(b"INFO {")
+        )
+
+    waited = wait_until(
+        lambda: handshake(url, timeouts.check_s), holds, timeouts.check_s, timeouts.poll_s
+    )
+    answer = waited.last
+    if answer is None:
+        return RouteResult(False, f"route {route.prefix}: handshake failed: {waited.error}")
+
+    evidence: dict[str, str | int | float] = {
+        f"route {route.prefix} status": answer.status,
+        f"route {route.prefix} first frame": answer.first_frame[:40].decode(
+            "utf-8", errors="replace"
+        ),
+    }
+    if holds(answer):
+        info = _info_fields(answer.first_frame)
+        if info:
+            evidence[f"route {route.prefix} server"] = info
+        return RouteResult(True, "", evidence)
+
+    hints = []
+    if answer.status != 101:
+        hints.append(
+            "expected 101 Switching Protocols: the location needs "
+            "proxy_http_version 1.1 and the Upgrade and Connection headers"
+        )
+    elif not answer.accept_ok:
+        hints.append(f"Sec-WebSocket-Accept should be {expected_accept('dGhlIHNhbXBsZSBub25jZQ==')}")
+    else:
+        hints.append("the first frame should start with 'INFO {' from nats-server")
+    return RouteResult(
+        False, f"route {route.prefix}: {answer.describe()}; {'; '.join(hints)}", evidence
+    )
+
+
+def _info_fields(frame: bytes) -> str:
+    try:
+        info = json.loads(frame[len(b"INFO ") :].split(b"\r\n", 1)[0])
+    except ValueError:
+        return ""
+    return f"{info.get('server_name', '?')} {info.get('version', '?')}"

@@ -1,0 +1,131 @@
+"""A websocket handshake probe that reports exactly what came back.
+
+A client library would hide the interesting failures (a 200 or 400 instead of
+101, a missing accept header), so this probe speaks the RFC 6455 handshake
+over a plain socket and decodes the first server frame itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import socket
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+# The sample key from RFC 6455 section 1.3 and the accept value it must yield.
+SAMPLE_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+SAMPLE_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def expected_accept(key: str) -> str:
+    """Return the Sec-WebSocket-Accept value a server must send for ``key``."""
+    digest = hashlib.sha1((key + _GUID).encode("ascii")).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class Handshake:
+    """The server's answer to a websocket upgrade request."""
+
+    url: str
+    status: int
+    reason: str
+    headers: dict[str, str] = field(default_factory=dict)
+    first_frame: bytes = b""
+    error: str = ""
+
+    @property
+    def accept_ok(self) -> bool:
+        return self.headers.get("sec-websocket-accept") == expected_accept(SAMPLE_KEY)
+
+    def describe(self) -> str:
+        """Return the answer as one line for failure messages."""
+        frame = self.first_frame[:60].decode("utf-8", errors="replace")
+        accept = self.headers.get("sec-websocket-accept", "<absent>")
+        return (
+            f"GET {self.url} (Upgrade: websocket) -> {self.status} {self.reason}, "
+            f"Sec-WebSocket-Accept {accept}, first frame {frame!r}"
+            + (f", error {self.error}" if self.error else "")
+        )
+
+
+def handshake(url: str, timeout_s: float = 5.0) -> Handshake:
+    """Send a websocket upgrade to ``url`` and read the reply and first frame."""
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or 80
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+
+    request = (
+        f"GET {target} HTTP/1.1\r\n"
+        f"Host: {host}:{port}\r\n"
+        "Upgrade: websocket\r\n"
+        "Connection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {SAMPLE_KEY}\r\n"
+        "Sec-WebSocket-Version: 13\r\n"
+        "\r\n"
+    ).encode("ascii")
+
+    with socket.create_connection((host, port), timeout=timeout_s) as sock:
+        sock.sendall(request)
+        head, rest = _read_head(sock)
+        status, reason, headers = _parse_head(head)
+        if status != 101:
+            return Handshake(url, status, reason, headers, rest[:200])
+        try:
+            frame = _read_frame(sock, rest)
+        except (OSError, ValueError) as exc:
+            return Handshake(url, status, reason, headers, b"", str(exc))
+        return Handshake(url, status, reason, headers, frame)
+
+
+def _read_head(sock: socket.socket) -> tuple[bytes, bytes]:
+    buffer = b""
+    while b"\r\n\r\n" not in buffer:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        buffer += chunk
+        if len(buffer) > 65536:
+            raise ValueError("response head larger than 64 KiB")
+    head, _, rest = buffer.partition(b"\r\n\r\n")
+    return head, rest
+
+
+def _parse_head(head: bytes) -> tuple[int, str, dict[str, str]]:
+    lines = head.decode("latin-1").split("\r\n")
+    status_line = lines[0].split(" ", 2)
+    if len(status_line) < 2 or not status_line[1].isdigit():
+        return 0, f"unparsable status line {lines[0]!r}", {}
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    reason = status_line[2] if len(status_line) > 2 else ""
+    return int(status_line[1]), reason, headers
+
+
+def _read_frame(sock: socket.socket, buffer: bytes) -> bytes:
+    def need(count: int) -> bytes:
+        nonlocal buffer
+        while len(buffer) < count:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ValueError("connection closed inside a frame")
+            buffer += chunk
+        data, buffer = buffer[:count], buffer[count:]
+        return data
+
+    header = need(2)
+    length = header[1] & 0x7F
+    if length == 126:
+        length = int.from_bytes(need(2), "big")
+    elif length == 127:
+        length = int.from_bytes(need(8), "big")
+    if header[1] & 0x80:
+        need(4)  # servers must not mask, but skip a mask key if one is sent
+    return need(min(length, 65536))

