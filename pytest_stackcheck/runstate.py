@@ -361,11 +361,18 @@ def _skip_reason(report: pytest.TestReport) -> str:
 def _keep_instructions(stack: Any) -> list[str]:
     if stack.workdir is None:
         return []
+    import shutil
+    import sys
+
+    from pytest_stackcheck.provision.local import stop_command
+
     conf = stack.workdir / "supervisord.conf"
+    supervisorctl = shutil.which("supervisorctl", path=os.path.dirname(sys.executable))
     return [
         f"local stack kept running in {stack.workdir}",
         f"  nginx:      {stack.nginx_url}",
         f"  NATS:       {stack.nats_url} (monitoring {stack.nats_monitor_url})",
-        f"  status:     supervisorctl -c {conf} status",
-        f"  stop it:    supervisorctl -c {conf} shutdown && rm -rf {stack.workdir}",
+        f"  logs:       {stack.log_dir}",
+        f"  status:     {supervisorctl or 'supervisorctl'} -c {conf} status",
+        f"  stop it:    {stop_command(stack.workdir)}",
     ]

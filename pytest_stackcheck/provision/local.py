@@ -324,13 +324,12 @@ def _wait_for_supervisord_exit(layout: Layout) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Return whether ``pid`` runs; a zombie no one reaps counts as gone."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _signal(pid: int, signum: int) -> None:
@@ -341,16 +340,58 @@ def _signal(pid: int, signum: int) -> None:
 
 
 def _kill_leftovers(root: Path) -> None:
-    """Kill any process still working in ``root``, such as an orphaned worker."""
+    """Kill any process still working in ``root``, such as an orphaned worker.
+
+    Every program of the stack runs with its working directory inside
+    ``root``; supervisord is found by its configuration file. This process
+    and its ancestors are spared, since a stop command names ``root`` too.
+    """
     marker = str(root)
+    config = str(root / "supervisord.conf").encode()
+    spared = _ancestors()
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) in spared:
             continue
         try:
             cwd = os.readlink(entry / "cwd")
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
         except OSError:
             continue
-        if cwd.startswith(marker) or marker.encode() in cmdline:
+        if cwd == marker or cwd.startswith(marker + "/") or config in cmdline:
             log.warning("killing leftover process %s (%s)", entry.name, cwd)
             _signal(int(entry.name), signal.SIGKILL)
+
+
+def _ancestors() -> set[int]:
+    pids = {os.getpid()}
+    pid = os.getppid()
+    while pid > 1 and pid not in pids:
+        pids.add(pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    return pids
+
+
+def stop_command(workdir: Path) -> str:
+    """Return the shell command that stops a kept local stack and removes it."""
+    return f"{sys.executable} -m pytest_stackcheck.provision.local stop {workdir}"
+
+
+def main(argv: list[str]) -> int:
+    """Stop a stack kept with --keep-stack: ``stop DIR``."""
+    if len(argv) != 2 or argv[0] != "stop":
+        sys.stderr.write("usage: python -m pytest_stackcheck.provision.local stop DIR\n")
+        return 2
+    root = Path(argv[1])
+    if not (root / "supervisord.conf").is_file():
+        sys.stderr.write(f"{root}: not a local stack directory (no supervisord.conf)\n")
+        return 1
+    LocalProvisioner()._teardown(Layout(root), None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,56 @@
+"""Broken nginx sites from public reports: the day1 gate must fail on each.
+
+Each test runs the real route suite in a subprocess against a local stack
+whose nginx site is the broken one, and checks the failure names the route
+and what the upstream received.
+"""
+
+from __future__ import annotations
+
+from helpers import NGINX_CASES, SUITES, local_profile, with_nginx_site
+
+ROUTES = str(SUITES / "acceptance" / "test_routes.py")
+
+
+def test_correct_site_passes(tmp_path, run_suite):
+    result = run_suite(local_profile(tmp_path), ROUTES, "-m", "day1")
+
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["day1 *pass*", "deployment verdict: OK"])
+    assert result.ret == 0
+
+
+def test_x1_websocket_without_upgrade_fails(tmp_path, run_suite):
+    profile = with_nginx_site(tmp_path, NGINX_CASES / "x1-no-upgrade.conf.j2")
+    result = run_suite(profile, ROUTES, "-m", "day1")
+
+    result.assert_outcomes(passed=2, failed=1)
+    output = result.stdout.str()
+    assert "route /internal/nats/" in output
+    assert "expected 101 Switching Protocols" in output
+    assert "proxy_http_version 1.1" in output
+    result.stdout.fnmatch_lines(["day1 *fail*", "deployment verdict: BLOCKED*"])
+    assert result.ret == 1
+
+
+def test_x2_missing_trailing_slash_fails(tmp_path, run_suite):
+    profile = with_nginx_site(tmp_path, NGINX_CASES / "x2-no-trailing-slash.conf.j2")
+    result = run_suite(profile, ROUTES, "-m", "day1")
+
+    result.assert_outcomes(passed=2, failed=1)
+    output = result.stdout.str()
+    assert "route /internal/llm/" in output
+    assert "upstream received '//health?stackcheck=1'" in output
+    assert "doubled slash" in output
+    assert result.ret == 1
+
+
+def test_x2_variable_upstream_fails(tmp_path, run_suite):
+    profile = with_nginx_site(tmp_path, NGINX_CASES / "x2-variable-upstream.conf.j2")
+    result = run_suite(profile, ROUTES, "-m", "day1")
+
+    result.assert_outcomes(passed=2, failed=1)
+    output = result.stdout.str()
+    assert "upstream received '/internal/llm/health?stackcheck=1'" in output
+    assert "prefix was not stripped" in output
+    assert result.ret == 1
