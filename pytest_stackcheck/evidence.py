@@ -45,7 +45,9 @@ def parse_evidence(properties: Iterable[tuple[str, Any]]) -> tuple[Evidence, ...
             continue
         try:
             payload = json.loads(raw)
-            found.append(Evidence(name[len(PREFIX) :], payload["value"], payload["unit"]))
+            found.append(
+                Evidence(name[len(PREFIX) :], payload["value"], payload["unit"])
+            )
         except (TypeError, ValueError, KeyError):
             found.append(Evidence(name[len(PREFIX) :], str(raw)))
     return tuple(found)

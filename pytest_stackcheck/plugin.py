@@ -9,7 +9,6 @@ alone and skips the gate suites with a reason.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -183,15 +182,16 @@ def stack(request: pytest.FixtureRequest) -> LiveStack:
     Tests that use it are skipped when no ``--stack`` is given, and error out
     with the provisioner's message when the stack could not be started.
     """
-    return request.config.stash[STATE_KEY].live_stack()
+    live: LiveStack = request.config.stash[STATE_KEY].live_stack()
+    return live
 
 
 @pytest.fixture
-def evidence(request: pytest.FixtureRequest) -> Iterator[EvidenceRecorder]:
+def evidence(request: pytest.FixtureRequest) -> EvidenceRecorder:
     """Record what a check measured; it appears in the sign-off and JUnit XML."""
     from pytest_stackcheck.evidence import EvidenceRecorder
 
-    yield EvidenceRecorder(request.node.user_properties)
+    return EvidenceRecorder(request.node.user_properties)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -12,7 +12,7 @@ valid for the ``local`` provisioner.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, fields, is_dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -389,8 +389,7 @@ def with_ports(doc: ProfileDocument, ports: dict[str, int]) -> ProfileDocument:
                 services[name] = replace(services[name], port=port)
             result = replace(result, services=services)
         else:
-            table = getattr(result, head)
-            assert is_dataclass(table)
+            table: Any = getattr(result, head)
             result = replace(result, **{head: replace(table, **changes)})
     return result
 

@@ -9,6 +9,7 @@ workers attach through a private state file whose path travels in
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime
 import getpass
 import logging
@@ -21,7 +22,6 @@ import pytest
 
 from pytest_stackcheck.evidence import (
     GATE_PROPERTY,
-    ITEM_PROPERTY,
     VERSION_PREFIX,
     parse_evidence,
 )
@@ -105,9 +105,7 @@ class RunState:
     def __init__(self, config: pytest.Config, profile: Profile | None) -> None:
         self.config = config
         self.profile = profile
-        self.operator = (
-            config.getoption("stackcheck_operator") or _login_name()
-        )
+        self.operator = config.getoption("stackcheck_operator") or _login_name()
         self.attestations = _parse_attestations(
             config.getoption("stackcheck_attest"), self.operator
         )
@@ -212,7 +210,7 @@ class RunState:
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         gates = [
-            value.split("\t", 1)
+            str(value).split("\t", 1)
             for name, value in report.user_properties
             if name == GATE_PROPERTY
         ]
@@ -220,13 +218,20 @@ class RunState:
             return
         entry = self._reports.setdefault(
             report.nodeid,
-            {"gates": gates, "outcome": Outcome.PASSED, "duration": 0.0,
-             "message": "", "properties": []},
+            {
+                "gates": gates,
+                "outcome": Outcome.PASSED,
+                "duration": 0.0,
+                "message": "",
+                "properties": [],
+            },
         )
         entry["duration"] += report.duration
         entry["properties"] = list(report.user_properties)
         if report.failed:
-            entry["outcome"] = Outcome.FAILED if report.when == "call" else Outcome.ERROR
+            entry["outcome"] = (
+                Outcome.FAILED if report.when == "call" else Outcome.ERROR
+            )
             entry["message"] = report.longreprtext
         elif report.skipped and entry["outcome"] is Outcome.PASSED:
             entry["outcome"] = Outcome.SKIPPED
@@ -279,12 +284,14 @@ class RunState:
         if report_dir and self.profile is not None:
             from pytest_stackcheck.report.signoff import write_signoff
 
-            written = write_signoff(Path(report_dir), self._run_info(session), self.gates)
+            written = write_signoff(
+                Path(report_dir), self._run_info(session), self.gates
+            )
             log.info("gate report written: %s", ", ".join(map(str, written.values())))
 
         self._apply_exit_status(session)
-        if not self.config.getoption("stackcheck_keep_stack"):
-            self.stop_stack()
+        self._remove_state_file()
+        self.stop_stack()
 
     def _apply_exit_status(self, session: pytest.Session) -> None:
         blocked = any(gate.blocks for gate in self.gates.values())
@@ -336,12 +343,16 @@ class RunState:
         try:
             self._provisioner.down(self.stack)
         finally:
-            if self.state_file is not None:
-                self.state_file.unlink(missing_ok=True)
-                try:
-                    self.state_file.parent.rmdir()
-                except OSError:
-                    pass
+            self._remove_state_file()
+
+    def _remove_state_file(self) -> None:
+        # Workers have finished when the controller finishes, so the state
+        # file (which holds the stack's generated secrets) can go.
+        if self.is_worker or self.state_file is None:
+            return
+        self.state_file.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.state_file.parent.rmdir()
 
 
 def _login_name() -> str:

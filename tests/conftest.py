@@ -15,7 +15,11 @@ def run_suite(pytester: pytest.Pytester):
 
     def run(profile: Path, *args: str) -> pytest.RunResult:
         return pytester.runpytest_subprocess(
-            "-p", "no:cacheprovider", "--stack-file", str(profile), *args,
+            "-p",
+            "no:cacheprovider",
+            "--stack-file",
+            str(profile),
+            *args,
             timeout=300,
         )
 

@@ -30,5 +30,3 @@ def local_profile(tmp_path: Path, replacements: dict[str, str] | None = None) ->
 def with_nginx_site(tmp_path: Path, site: Path) -> Path:
     """Write a local profile whose nginx site is ``site``."""
     return local_profile(tmp_path, {"[nginx]\n": f"[nginx]\nsite = '{site}'\n"})
-
-

@@ -67,7 +67,9 @@ def test_databases_have_schema_and_owner(tmp_path):
                     "WHERE datname = current_database()"
                 ).fetchone()
                 extensions = conn.execute("SELECT extname FROM pg_extension").fetchall()
-                migrations = conn.execute("SELECT count(*) FROM schema_migrations").fetchone()
+                migrations = conn.execute(
+                    "SELECT count(*) FROM schema_migrations"
+                ).fetchone()
                 documents = conn.execute("SELECT count(*) FROM documents").fetchone()
             assert owner == ("stackcheck_app",)
             assert ("pg_trgm",) in extensions
@@ -82,7 +84,10 @@ def test_failed_start_cleans_up(tmp_path):
     broken_site.write_text("this is not nginx syntax;\n")
     profile = local_profile(
         tmp_path,
-        {"[nginx]\n": f"[nginx]\nsite = '{broken_site}'\n", "ready_s = 60.0": "ready_s = 3.0"},
+        {
+            "[nginx]\n": f"[nginx]\nsite = '{broken_site}'\n",
+            "ready_s = 60.0": "ready_s = 3.0",
+        },
     )
     before = set(Path("/tmp").glob("stackcheck-local-*"))
 
@@ -128,5 +133,9 @@ def test_keep_stack_prints_how_to_stop(tmp_path, run_suite):
     workdir = Path(command.rsplit(" ", 1)[1])
     assert workdir.is_dir()
 
-    subprocess.run(command, shell=True, check=True, timeout=60)
+    try:
+        subprocess.run(command, shell=True, check=True, timeout=60)
+    finally:
+        if workdir.exists():
+            LocalProvisioner().down_directory(workdir)
     assert not workdir.exists()

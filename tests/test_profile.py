@@ -31,7 +31,12 @@ def test_shipped_profiles_load():
     prod = load_profile(SHIPPED_STACKS / "prod.example.toml")
 
     assert local.doc.stack.provisioner == "local"
-    assert set(local.doc.services) == {"singularity", "centralcloud", "genesis", "llm-server"}
+    assert set(local.doc.services) == {
+        "singularity",
+        "centralcloud",
+        "genesis",
+        "llm-server",
+    }
     assert prod.doc.services["llm-server"].port == 3000
     assert prod.doc.postgres.databases == ("singularity", "centralcloud", "genesis")
     assert prod.doc.policy.destructive is False
@@ -47,7 +52,9 @@ def test_unknown_stack_lists_available(tmp_path):
 
 
 def test_wrong_type_names_file_key_value(tmp_path):
-    text = LOCAL.read_text().replace('[services.genesis]\nport = 0', '[services.genesis]\nport = "x"')
+    text = LOCAL.read_text().replace(
+        "[services.genesis]\nport = 0", '[services.genesis]\nport = "x"'
+    )
     path = write(tmp_path, text)
     with pytest.raises(pytest.UsageError) as raised:
         load_profile(path)
@@ -61,13 +68,17 @@ def test_wrong_type_names_file_key_value(tmp_path):
 
 def test_unknown_key_suggests_close_name(tmp_path):
     text = LOCAL.read_text().replace("[postgres]\n", "[postgres]\ndatabse = 'x'\n")
-    with pytest.raises(pytest.UsageError, match=r"postgres\.databse.*did you mean 'databases'"):
+    with pytest.raises(
+        pytest.UsageError, match=r"postgres\.databse.*did you mean 'databases'"
+    ):
         load_profile(write(tmp_path, text))
 
 
 def test_missing_required_key(tmp_path):
     text = LOCAL.read_text().replace('provisioner = "local"\n', "")
-    with pytest.raises(pytest.UsageError, match=r"stack\.provisioner.*missing required key"):
+    with pytest.raises(
+        pytest.UsageError, match=r"stack\.provisioner.*missing required key"
+    ):
         load_profile(write(tmp_path, text))
 
 
@@ -78,7 +89,9 @@ def test_route_to_unknown_service(tmp_path):
 
 
 def test_port_zero_rejected_for_existing(tmp_path):
-    text = LOCAL.read_text().replace('provisioner = "local"', 'provisioner = "existing"')
+    text = LOCAL.read_text().replace(
+        'provisioner = "local"', 'provisioner = "existing"'
+    )
     with pytest.raises(pytest.UsageError, match="only works for the local provisioner"):
         load_profile(write(tmp_path, text))
 
@@ -101,7 +114,9 @@ def test_ports_resolved():
 
     assert "services.llm-server.port" in keys
     assert zero_ports(resolved) == []
-    assert resolved.services["llm-server"].port == 10000 + keys.index("services.llm-server.port")
+    assert resolved.services["llm-server"].port == 10000 + keys.index(
+        "services.llm-server.port"
+    )
 
 
 # Malformed profiles for the property test: the shipped profile with a
@@ -138,6 +153,8 @@ def _paths(document, prefix=()):
 
 
 _ALL_PATHS = list(_paths(_VALID))
+
+
 def _get(document, path):
     for key in path:
         document = document[key]
@@ -183,7 +200,9 @@ def _dump(value) -> str:
     import json
 
     if isinstance(value, dict):
-        inner = ", ".join(f"{json.dumps(str(k))} = {_dump(v)}" for k, v in value.items())
+        inner = ", ".join(
+            f"{json.dumps(str(k))} = {_dump(v)}" for k, v in value.items()
+        )
         return "{ " + inner + " }"
     if isinstance(value, list):
         return "[" + ", ".join(_dump(v) for v in value) + "]"
@@ -226,7 +245,11 @@ def test_malformed_profiles_raise_usage_error(tmp_path, document):
     assert str(target) in str(raised.value)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(text=st.text(max_size=200))
 def test_arbitrary_text_raises_usage_error(tmp_path, text):
     target = write(tmp_path, text)

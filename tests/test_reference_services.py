@@ -12,6 +12,7 @@ import http.client
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -128,8 +129,7 @@ def wait_healthy(service: RunningService, timeout_s: float = START_TIMEOUT_S) ->
 
 
 def raw_get(port: int, target: str) -> tuple[int, dict[str, str], bytes]:
-    """Send GET with the request target byte for byte, as http.client does not
-    normalise it."""
+    """Send a GET request whose target http.client passes on byte for byte."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
         connection.request("GET", target)
@@ -313,7 +313,12 @@ def test_signal_exits_zero(tmp_path: Path, signal_number: signal.Signals) -> Non
     log = service.log()
 
     assert return_code == 0
-    assert f"listening on 127.0.0.1:{service.port}" in log
+    assert re.search(
+        LOG_FORMAT_PREFIX + r"INFO refservice.llm-server listening on "
+        rf"127\.0\.0\.1:{service.port}$",
+        log,
+        re.MULTILINE,
+    )
     assert f"received {signal_number.name}, shutting down" in log
     assert "INFO refservice.llm-server stopped" in log
 
@@ -677,7 +682,9 @@ def test_body_under_limit_accepted(llm_server: RunningService) -> None:
 
 def test_unparseable_request_logged_as_warning(llm_server: RunningService) -> None:
     with socket.create_connection(("127.0.0.1", llm_server.port), timeout=5) as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization Bearer leak-8e1f\r\n\r\n")
+        sock.sendall(
+            b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization Bearer leak-8e1f\r\n\r\n"
+        )
         status_line = sock.recv(4096).split(b"\r\n", 1)[0]
     wait_until(
         lambda: "rejected malformed HTTP request (400)" in llm_server.log(),
@@ -713,7 +720,7 @@ class Postgres:
         with psycopg.connect(
             self.dsn(dbname), autocommit=True, connect_timeout=5
         ) as conn:
-            cursor = conn.execute(query)  # type: ignore[arg-type]
+            cursor = conn.execute(query)
             return cursor.fetchall() if cursor.description else []
 
 

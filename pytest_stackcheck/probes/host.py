@@ -71,7 +71,10 @@ def process_states(stack: LiveStack) -> dict[str, str]:
     for name in stack.profile.doc.services:
         unit = unit_of(stack, name)
         result = subprocess.run(
-            ["systemctl", "is-active", unit], capture_output=True, text=True, check=False
+            ["systemctl", "is-active", unit],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         states[name] = result.stdout.strip().upper() or "UNKNOWN"
     return states
@@ -124,7 +127,9 @@ def log_sources(stack: LiveStack) -> dict[str, Path]:
     }
 
 
-def error_lines(stack: LiveStack, limit: int = 20) -> tuple[dict[str, int], list[LogFinding]]:
+def error_lines(
+    stack: LiveStack, limit: int = 20
+) -> tuple[dict[str, int], list[LogFinding]]:
     """Return line counts per log source and up to ``limit`` error lines."""
     counts: dict[str, int] = {}
     findings: list[LogFinding] = []
@@ -134,19 +139,31 @@ def error_lines(stack: LiveStack, limit: int = 20) -> tuple[dict[str, int], list
             text = path.read_text(encoding="utf-8", errors="replace")
             lines = text.splitlines()
             counts[source] = len(lines)
-            findings += [LogFinding(source, line) for line in lines if ERROR_LINE.search(line)]
+            findings += [
+                LogFinding(source, line) for line in lines if ERROR_LINE.search(line)
+            ]
         return counts, findings[:limit]
 
     since = f"@{int(stack.started_at)}"
     for name in stack.profile.doc.services:
         unit = unit_of(stack, name)
         result = subprocess.run(
-            ["journalctl", "--unit", unit, "--since", since, "--no-pager", "--output=cat"],
+            [
+                "journalctl",
+                "--unit",
+                unit,
+                "--since",
+                since,
+                "--no-pager",
+                "--output=cat",
+            ],
             capture_output=True,
             text=True,
             check=False,
         )
         lines = result.stdout.splitlines()
         counts[name] = len(lines)
-        findings += [LogFinding(name, line) for line in lines if ERROR_LINE.search(line)]
+        findings += [
+            LogFinding(name, line) for line in lines if ERROR_LINE.search(line)
+        ]
     return counts, findings[:limit]

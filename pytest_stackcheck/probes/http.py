@@ -44,9 +44,7 @@ def lookup(document: Any, dotted: str) -> Any:
     return current
 
 
-def compare_health(
-    status: int, body: str, spec: HealthSpec
-) -> tuple[str, ...]:
+def compare_health(status: int, body: str, spec: HealthSpec) -> tuple[str, ...]:
     """List every way a health response differs from the healthy contract."""
     problems: list[str] = []
     if status != spec.status:
@@ -75,9 +73,7 @@ def _equal(actual: Any, expected: HealthValue) -> bool:
     return bool(actual == expected)
 
 
-def read_health(
-    client: httpx.Client, base_url: str, spec: HealthSpec
-) -> HealthReading:
+def read_health(client: httpx.Client, base_url: str, spec: HealthSpec) -> HealthReading:
     """Request a health endpoint once and compare it with ``spec``."""
     url = base_url.rstrip("/") + spec.path
     response = client.get(url)

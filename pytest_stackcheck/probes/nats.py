@@ -33,10 +33,12 @@ async def _pubsub(url: str, timeout_s: float) -> RoundTrip:
 
     subject = f"stackcheck.probe.{uuid.uuid4().hex}"
     payload = uuid.uuid4().bytes
-    client = await nats.connect(url, connect_timeout=timeout_s, max_reconnect_attempts=0)
+    client = await nats.connect(
+        url, connect_timeout=timeout_s, max_reconnect_attempts=0
+    )
     try:
         subscription = await client.subscribe(subject)
-        await client.flush(timeout=timeout_s)
+        await client.flush(timeout=max(1, int(timeout_s)))
         started = time.monotonic()
         await client.publish(subject, payload)
         message = await subscription.next_msg(timeout=timeout_s)
@@ -58,7 +60,9 @@ async def _request(
 ) -> tuple[dict[str, Any], float]:
     import nats
 
-    client = await nats.connect(url, connect_timeout=timeout_s, max_reconnect_attempts=0)
+    client = await nats.connect(
+        url, connect_timeout=timeout_s, max_reconnect_attempts=0
+    )
     try:
         started = time.monotonic()
         reply = await client.request(
@@ -70,7 +74,9 @@ async def _request(
     try:
         document = json.loads(reply.data)
     except ValueError as exc:
-        raise ProbeError(f"reply on {subject} is not JSON: {reply.data[:200]!r}") from exc
+        raise ProbeError(
+            f"reply on {subject} is not JSON: {reply.data[:200]!r}"
+        ) from exc
     if not isinstance(document, dict):
         raise ProbeError(f"reply on {subject} is not a JSON object: {document!r}")
     return document, latency

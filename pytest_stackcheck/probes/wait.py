@@ -46,7 +46,7 @@ def wait_until(
             error = ""
             if holds(last):
                 return Waited(True, last, attempts, time.monotonic() - started)
-        except Exception as exc:  # noqa: BLE001 - any failure is a failed try
+        except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
 
         if time.monotonic() + interval_s > deadline:

@@ -9,6 +9,7 @@ or directory behind.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pwd
@@ -26,9 +27,9 @@ import httpx
 
 from pytest_stackcheck.control.supervisor import SupervisorControl
 from pytest_stackcheck.errors import ProvisionError, StackcheckError
-from pytest_stackcheck.probes.http import read_health
+from pytest_stackcheck.probes.http import HealthReading, read_health
 from pytest_stackcheck.probes.wait import wait_until
-from pytest_stackcheck.profile import Profile, with_ports, zero_ports
+from pytest_stackcheck.profile import HealthSpec, Profile, with_ports, zero_ports
 from pytest_stackcheck.provision import local_postgres
 from pytest_stackcheck.provision.base import LiveStack
 from pytest_stackcheck.provision.local_config import (
@@ -64,9 +65,8 @@ def find_binaries() -> dict[str, str]:
     }
     found: dict[str, str] = {}
     for key, (program, fix) in candidates.items():
-        path = (
-            shutil.which(program, path=f"{bindir}:/usr/sbin:/sbin")
-            or shutil.which(program)
+        path = shutil.which(program, path=f"{bindir}:/usr/sbin:/sbin") or shutil.which(
+            program
         )
         if not path:
             raise ProvisionError(f"{program} was not found on PATH; fix: {fix}")
@@ -110,13 +110,15 @@ class LocalProvisioner:
         live_profile = Profile(profile.path, doc)
         secrets = _generate_secrets(profile)
 
-        for directory in (layout.pgsocket, layout.nats_store, layout.nginx,
-                          layout.logs):
+        for directory in (
+            layout.pgsocket,
+            layout.nats_store,
+            layout.nginx,
+            layout.logs,
+        ):
             directory.mkdir(mode=0o700)
             _give(directory, user)
-        local_postgres.make_data_dir(
-            Path(binaries["pg_bindir"]), layout.pgdata, user
-        )
+        local_postgres.make_data_dir(Path(binaries["pg_bindir"]), layout.pgdata, user)
         render_configs(profile, doc, layout)
         config = supervisor_config(doc, layout, binaries, secrets, user)
         descriptor = os.open(
@@ -139,7 +141,9 @@ class LocalProvisioner:
         try:
             control.wait_until_up(timeout_s=15)
         except StackcheckError as exc:
-            raise ProvisionError(f"{exc}; supervisord printed:\n{_tail(console)}") from exc
+            raise ProvisionError(
+                f"{exc}; supervisord printed:\n{_tail(console)}"
+            ) from exc
 
         stack = LiveStack(
             profile=live_profile,
@@ -152,9 +156,7 @@ class LocalProvisioner:
             owned=True,
         )
         self._start_programs(stack, control, layout)
-        log.info(
-            "local stack up in %.2f s at %s", time.time() - started, layout.root
-        )
+        log.info("local stack up in %.2f s at %s", time.time() - started, layout.root)
         return stack
 
     def _start_programs(
@@ -187,6 +189,10 @@ class LocalProvisioner:
         if stack.supervisor_socket is not None:
             control = SupervisorControl(stack.supervisor_socket)
         self._teardown(layout, control)
+
+    def down_directory(self, workdir: Path) -> None:
+        """Stop and remove a local stack known only by its directory."""
+        self._teardown(Layout(workdir), None)
 
     def _teardown(self, layout: Layout, control: SupervisorControl | None) -> None:
         if control is None and layout.supervisor_socket.exists():
@@ -231,7 +237,9 @@ def _generate_secrets(profile: Profile) -> dict[str, str]:
     return {name: secrets_module.token_urlsafe(24) for name in names if name}
 
 
-def _wait_for_socket(socket_dir: Path, port: int, timeout: float, layout: Layout) -> None:
+def _wait_for_socket(
+    socket_dir: Path, port: int, timeout: float, layout: Layout
+) -> None:
     path = socket_dir / f".s.PGSQL.{port}"
 
     def read() -> bool:
@@ -270,8 +278,14 @@ def _wait_for_health(stack: LiveStack, timeout: float, layout: Layout) -> None:
         for name, service in doc.services.items():
             remaining = max(0.5, deadline - time.monotonic())
             url = stack.service_url(name)
+
+            def read(
+                url: str = url, spec: HealthSpec = service.health
+            ) -> HealthReading:
+                return read_health(client, url, spec)
+
             waited = wait_until(
-                lambda url=url, spec=service.health: read_health(client, url, spec),
+                read,
                 lambda reading: reading.healthy,
                 remaining,
                 0.02,
@@ -280,8 +294,7 @@ def _wait_for_health(stack: LiveStack, timeout: float, layout: Layout) -> None:
                 seen = waited.last.describe() if waited.last else waited.error
                 raise ProvisionError(
                     f"service {name} did not turn healthy within {timeout} s: "
-                    f"{seen}; its log ends with:\n"
-                    + _tail(layout.logs / f"{name}.log")
+                    f"{seen}; its log ends with:\n" + _tail(layout.logs / f"{name}.log")
                 )
 
         waited_nginx = wait_until(
@@ -333,10 +346,8 @@ def _alive(pid: int) -> bool:
 
 
 def _signal(pid: int, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
 
 
 def _kill_leftovers(root: Path) -> None:
@@ -383,13 +394,15 @@ def stop_command(workdir: Path) -> str:
 def main(argv: list[str]) -> int:
     """Stop a stack kept with --keep-stack: ``stop DIR``."""
     if len(argv) != 2 or argv[0] != "stop":
-        sys.stderr.write("usage: python -m pytest_stackcheck.provision.local stop DIR\n")
+        sys.stderr.write(
+            "usage: python -m pytest_stackcheck.provision.local stop DIR\n"
+        )
         return 2
     root = Path(argv[1])
     if not (root / "supervisord.conf").is_file():
         sys.stderr.write(f"{root}: not a local stack directory (no supervisord.conf)\n")
         return 1
-    LocalProvisioner()._teardown(Layout(root), None)
+    LocalProvisioner().down_directory(root)
     return 0
 
 

@@ -87,7 +87,9 @@ def server_version(bindir: Path) -> str:
     )
     match = re.search(r"\(PostgreSQL\) (\S+)", result.stdout)
     if match is None:
-        raise ProvisionError(f"unrecognised postgres --version output: {result.stdout!r}")
+        raise ProvisionError(
+            f"unrecognised postgres --version output: {result.stdout!r}"
+        )
     return match.group(1)
 
 
@@ -224,9 +226,7 @@ def setup_databases(
                         sql.Identifier(extension)
                     )
                 )
-            conn.execute(
-                sql.SQL("SET ROLE {}").format(sql.Identifier(spec.owner))
-            )
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(spec.owner)))
             with conn.transaction():
                 schema = SCHEMA_SQL.format(migrations=spec.migrations_table)
                 conn.execute(schema.encode())

@@ -27,7 +27,10 @@ def test_all_services_started(stack, evidence):
         return bool(states) and all(s in ("RUNNING", "ACTIVE") for s in states.values())
 
     waited = wait_until(
-        lambda: host.process_states(stack), all_running, timeouts.check_s, timeouts.poll_s
+        lambda: host.process_states(stack),
+        all_running,
+        timeouts.check_s,
+        timeouts.poll_s,
     )
     states = require(waited, "every service is running", repr)
     for name, state in states.items():
@@ -59,8 +62,10 @@ def test_jetstream_enabled(stack, evidence):
     with httpx.Client(timeout=timeouts.check_s) as client:
         url = f"{stack.nats_monitor_url}/healthz?js-enabled-only=true"
         waited = wait_until(
-            lambda: client.get(url), lambda r: r.status_code == 200,
-            timeouts.check_s, timeouts.poll_s,
+            lambda: client.get(url),
+            lambda r: r.status_code == 200,
+            timeouts.check_s,
+            timeouts.poll_s,
         )
         require(waited, f"{url} returns 200", lambda r: f"{r.status_code} {r.text!r}")
         varz = nats.monitor(client, stack.nats_monitor_url, "/varz")
@@ -69,7 +74,9 @@ def test_jetstream_enabled(stack, evidence):
     evidence.version("nats-server", str(varz.get("version", "unknown")))
     evidence.record("jetstream.store_dir", str(config.get("store_dir", "")))
     evidence.record("jetstream.max_file_store", config.get("max_storage", 0), "bytes")
-    assert config, f"/varz has no jetstream.config: JetStream is off ({varz.get('jetstream')!r})"
+    assert config, (
+        f"/varz has no jetstream.config: JetStream is off ({varz.get('jetstream')!r})"
+    )
 
 
 @pytest.mark.gate("day1", item="database reachable")
@@ -80,12 +87,16 @@ def test_database_reachable(stack, evidence, database_name):
 
     def read() -> tuple[str, int]:
         with psycopg.connect(**stack.conninfo(database_name)) as conn:
-            row = conn.execute("SELECT version(), current_setting('server_version_num')").fetchone()
+            row = conn.execute(
+                "SELECT version(), current_setting('server_version_num')"
+            ).fetchone()
             assert row is not None
             return str(row[0]), int(row[1])
 
     waited = wait_until(read, lambda _: True, timeouts.check_s, timeouts.poll_s)
-    version, number = require(waited, f"database {database_name} accepts a connection", repr)
+    version, number = require(
+        waited, f"database {database_name} accepts a connection", repr
+    )
     evidence.version("postgresql", version.split(" on ")[0])
     evidence.record(f"{database_name}.server_version_num", number)
     minimum = stack.profile.doc.postgres.min_version
@@ -101,12 +112,16 @@ def test_health_passing(stack, evidence, service_name):
     timeouts = stack.profile.doc.timeouts
     with httpx.Client(timeout=timeouts.check_s) as client:
         waited = wait_until(
-            lambda: read_health(client, stack.service_url(service_name), service.health),
+            lambda: read_health(
+                client, stack.service_url(service_name), service.health
+            ),
             lambda reading: reading.healthy,
             timeouts.check_s,
             timeouts.poll_s,
         )
-    reading = require(waited, f"service {service_name} is healthy", lambda r: r.describe())
+    reading = require(
+        waited, f"service {service_name} is healthy", lambda r: r.describe()
+    )
     evidence.record(f"{service_name}.health_status", reading.status)
     evidence.record(f"{service_name}.health_latency", reading.latency_s * 1000, "ms")
 

@@ -27,10 +27,14 @@ def test_migrations_applied(stack, evidence, database_name):
     table = postgres.migrations_table
 
     def read() -> tuple[int, object]:
-        present = _query(stack, database_name, "SELECT to_regclass(%s) IS NOT NULL", (table,))
+        present = _query(
+            stack, database_name, "SELECT to_regclass(%s) IS NOT NULL", (table,)
+        )
         if not present[0][0]:
             return 0, None
-        rows = _query(stack, database_name, f'SELECT count(*), max(version) FROM "{table}"')
+        rows = _query(
+            stack, database_name, f'SELECT count(*), max(version) FROM "{table}"'
+        )
         return int(rows[0][0]), rows[0][1]
 
     waited = wait_until(read, lambda r: r[0] > 0, timeouts.check_s, timeouts.poll_s)
@@ -63,9 +67,14 @@ def test_database_owner_and_extensions(stack, evidence, database_name):
         "owner should not be a superuser"
     )
 
-    installed = dict(_query(stack, database_name, "SELECT extname, extversion FROM pg_extension"))
+    installed = dict(
+        _query(stack, database_name, "SELECT extname, extversion FROM pg_extension")
+    )
     for extension in postgres.extensions:
-        evidence.record(f"{database_name}.extension.{extension}", installed.get(extension, "missing"))
+        evidence.record(
+            f"{database_name}.extension.{extension}",
+            installed.get(extension, "missing"),
+        )
     missing = [e for e in postgres.extensions if e not in installed]
     assert not missing, f"database {database_name} lacks extensions {missing}"
 
