@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pytest_stackcheck.evidence import EvidenceRecorder
     from pytest_stackcheck.provision.base import LiveStack
     from pytest_stackcheck.runstate import RunState
@@ -192,6 +194,17 @@ def evidence(request: pytest.FixtureRequest) -> EvidenceRecorder:
     from pytest_stackcheck.evidence import EvidenceRecorder
 
     return EvidenceRecorder(request.node.user_properties)
+
+
+@pytest.fixture(scope="session")
+def gate_report_dir(request: pytest.FixtureRequest) -> Path | None:
+    """The ``--gate-report`` directory, where checks may write raw artifacts.
+
+    None when the run writes no report. Checks that write files there (load
+    statistics, for example) should use a subdirectory named after the gate.
+    """
+    directory: Path | None = request.config.stash[STATE_KEY].report_dir()
+    return directory
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -278,20 +278,38 @@ class RunState:
             return
         self.gates = self._build_gates()
 
-        report_dir = self.config.getoption("stackcheck_gate_report") or (
-            self.config.getini("stackcheck_gate_report") or None
-        )
+        report_dir = self.report_dir()
         if report_dir and self.profile is not None:
             from pytest_stackcheck.report.signoff import write_signoff
 
             written = write_signoff(
-                Path(report_dir), self._run_info(session), self.gates
+                report_dir,
+                self._run_info(session),
+                self.gates,
+                self._plot_sections(),
             )
             log.info("gate report written: %s", ", ".join(map(str, written.values())))
 
         self._apply_exit_status(session)
         self._remove_state_file()
         self.stop_stack()
+
+    def _plot_sections(self) -> list[tuple[str, str]]:
+        from pytest_stackcheck.evidence import parse_plots
+        from pytest_stackcheck.report.plots import render_svg
+
+        return [
+            (plot.title, render_svg(plot))
+            for nodeid in sorted(self._reports)
+            for plot in parse_plots(self._reports[nodeid]["properties"])
+        ]
+
+    def report_dir(self) -> Path | None:
+        """Return the ``--gate-report`` directory, or None when none was given."""
+        value = self.config.getoption("stackcheck_gate_report") or (
+            self.config.getini("stackcheck_gate_report") or None
+        )
+        return Path(value) if value else None
 
     def _apply_exit_status(self, session: pytest.Session) -> None:
         blocked = any(gate.blocks for gate in self.gates.values())
