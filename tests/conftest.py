@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from reference_harness import nats_server, postgres
 
 pytest_plugins = ["pytester"]
+
+# Module-scoped real servers shared by the reference-service tests.
+__all__ = ["nats_server", "postgres"]
 
 
 @pytest.fixture

@@ -1,184 +1,44 @@
-"""Tests of the reference services against real servers started by the tests.
+"""llm-server, the reference LLM gateway, against a real nats-server.
 
-Each module-scoped fixture starts a real nats-server, PostgreSQL or refservice.py
-process on a free loopback port and kills it in its finaliser. Every wait is
-bounded. The PostgreSQL tests are skipped where PostgreSQL 15 is not installed.
+Covers the health contract, submit-and-poll, the OpenAI-compatible chat route
+with bearer auth and SSE, NATS request/reply on llm.request, and malformed
+input.
 """
 
 from __future__ import annotations
 
 import asyncio
-import http.client
 import itertools
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import nats
-import psycopg
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-REFSERVICE = REPO / "fixtures" / "reference" / "refservice.py"
-VENV_BIN = Path(sys.executable).parent
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-API_TOKEN = "test-token-4f1c"
-PG_PASSWORD = "pg-secret-9d2e"
-START_TIMEOUT_S = 15.0
-LOG_FORMAT_PREFIX = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} "
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until(
-    condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.05
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(interval_s)
-
-
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-
-@dataclass
-class RunningService:
-    """A refservice.py process and where to reach it."""
-
-    process: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def health(self) -> httpx.Response:
-        return httpx.get(f"{self.base_url}/health", timeout=5)
-
-
-def start_refservice(
-    role: str, log_path: Path, args: list[str], env: dict[str, str] | None = None
-) -> RunningService:
-    port = free_port()
-    command = [sys.executable, str(REFSERVICE), "--role", role, "--port", str(port)]
-    full_env = {
-        key: value for key, value in os.environ.items() if key.startswith("PATH")
-    }
-    full_env.update(env or {})
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [*command, *args], stdout=log_file, stderr=subprocess.STDOUT, env=full_env
-        )
-    service = RunningService(process, port, log_path)
-    wait_until(
-        lambda: port_open(port) or process.poll() is not None,
-        START_TIMEOUT_S,
-        f"{role} to listen on port {port}",
-    )
-    assert process.poll() is None, service.log()
-    return service
-
-
-def wait_healthy(service: RunningService, timeout_s: float = START_TIMEOUT_S) -> None:
-    wait_until(
-        lambda: (
-            service.health().status_code == 200
-            and service.health().json()["status"] == "ok"
-        ),
-        timeout_s,
-        f"{service.base_url}/health to report ok",
-    )
-
-
-def raw_get(port: int, target: str) -> tuple[int, dict[str, str], bytes]:
-    """Send a GET request whose target http.client passes on byte for byte."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        connection.request("GET", target)
-        response = connection.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        connection.close()
-
-
-def error_lines(log: str) -> list[str]:
-    return [line for line in log.splitlines() if " ERROR " in line]
-
-
-@dataclass
-class NatsServer:
-    url: str
-    monitor_port: int
-
-
-def start_nats_server(
-    store: Path, port: int, monitor_port: int | None = None
-) -> subprocess.Popen[bytes]:
-    binary = shutil.which("nats-server", path=str(VENV_BIN)) or shutil.which(
-        "nats-server"
-    )
-    if binary is None:
-        pytest.skip("nats-server is not installed")
-    command = [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)]
-    if monitor_port is not None:
-        command += ["-m", str(monitor_port)]
-    with (store / "nats.log").open("ab") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
-    try:
-        wait_until(lambda: port_open(port), START_TIMEOUT_S, "nats-server to listen")
-    except BaseException:
-        stop_process(process)
-        raise
-    return process
-
-
-@pytest.fixture(scope="module")
-def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    port = free_port()
-    monitor_port = free_port()
-    process = start_nats_server(tmp_path_factory.mktemp("nats"), port, monitor_port)
-    try:
-        yield NatsServer(f"nats://127.0.0.1:{port}", monitor_port)
-    finally:
-        stop_process(process)
+from reference_harness import (
+    API_TOKEN,
+    LOG_FORMAT_PREFIX,
+    REFSERVICE,
+    NatsServer,
+    RunningService,
+    error_lines,
+    free_port,
+    raw_get,
+    start_nats_server,
+    start_refservice,
+    stop_process,
+    wait_healthy,
+    wait_until,
+)
 
 
 @pytest.fixture(scope="module")
@@ -700,245 +560,3 @@ def test_bad_inputs_leave_no_errors(llm_server: RunningService) -> None:
     # Run after the malformed-input tests (pytest keeps file order).
     assert error_lines(llm_server.log()) == []
     assert API_TOKEN not in llm_server.log()
-
-
-# --- database roles against a real PostgreSQL ----------------------------------------
-
-
-@dataclass
-class Postgres:
-    socket_dir: Path
-    port: int
-
-    def dsn(self, dbname: str) -> str:
-        return (
-            f"host={self.socket_dir} port={self.port} dbname={dbname} "
-            f"user=postgres password={PG_PASSWORD}"
-        )
-
-    def execute(self, dbname: str, query: str) -> list[tuple[Any, ...]]:
-        with psycopg.connect(
-            self.dsn(dbname), autocommit=True, connect_timeout=5
-        ) as conn:
-            cursor = conn.execute(query)
-            return cursor.fetchall() if cursor.description else []
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Postgres]:
-    """Start PostgreSQL 15 on a unix socket in a temporary directory.
-
-    PostgreSQL refuses to run as root, so under root the server runs as nobody,
-    which owns the directory. Trust authentication lets the DSN carry a password
-    that the tests then look for in the logs.
-    """
-    if not (PG_BIN / "postgres").exists():
-        pytest.skip(f"PostgreSQL 15 is not installed in {PG_BIN}")
-    as_root = os.geteuid() == 0
-    user = "nobody" if as_root else None
-    base = Path(tempfile.mkdtemp(prefix="refservice-pg-"))
-    os.chmod(base, 0o755)
-    if as_root:
-        shutil.chown(base, user="nobody")
-    data_dir = base / "data"
-    port = free_port()
-    initdb = [str(PG_BIN / "initdb"), "-D", str(data_dir), "-U", "postgres"]
-    initdb += ["--auth=trust", "--no-sync", "--encoding=UTF8", "--locale=C"]
-    subprocess.run(initdb, check=True, capture_output=True, timeout=60, user=user)
-    server = [str(PG_BIN / "postgres"), "-D", str(data_dir), "-p", str(port)]
-    server += ["-k", str(base), "-c", "listen_addresses=", "-c", "fsync=off"]
-    with (base / "postgres.log").open("wb") as log_file:
-        process = subprocess.Popen(
-            server, stdout=log_file, stderr=subprocess.STDOUT, user=user
-        )
-    try:
-        wait_until(
-            lambda: (base / f".s.PGSQL.{port}").exists() or process.poll() is not None,
-            START_TIMEOUT_S,
-            "PostgreSQL to open its socket",
-        )
-        assert process.poll() is None, (base / "postgres.log").read_text()
-        instance = Postgres(base, port)
-        wait_until(lambda: _accepts_queries(instance), START_TIMEOUT_S, "PostgreSQL")
-        instance.execute("postgres", "CREATE DATABASE singularity")
-        instance.execute(
-            "singularity",
-            "CREATE TABLE events (id bigserial PRIMARY KEY, kind text NOT NULL, "
-            "payload jsonb NOT NULL DEFAULT '{}', "
-            "created_at timestamptz NOT NULL DEFAULT now())",
-        )
-        yield instance
-    finally:
-        stop_process(process)
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def _accepts_queries(instance: Postgres) -> bool:
-    try:
-        instance.execute("postgres", "SELECT 1")
-    except psycopg.OperationalError:
-        return False
-    return True
-
-
-@pytest.fixture(scope="module")
-def singularity(
-    postgres: Postgres,
-    nats_server: NatsServer,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[RunningService]:
-    log_path = tmp_path_factory.mktemp("singularity") / "singularity.log"
-    args = ["--nats-url", nats_server.url, "--heartbeat-s", "0.3"]
-    env = {"STACKCHECK_REF_DSN": postgres.dsn("singularity")}
-    service = start_refservice("singularity", log_path, args, env)
-    try:
-        wait_healthy(service)
-        yield service
-    finally:
-        stop_process(service.process)
-
-
-def collect_events(url: str, action: Callable[[], Any], count: int) -> list[Any]:
-    """Subscribe to singularity.events, run action, return the first count messages."""
-
-    async def collect() -> list[Any]:
-        client = await nats.connect(url, connect_timeout=2, allow_reconnect=False)
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-
-        async def on_message(msg: Any) -> None:
-            await queue.put(json.loads(msg.data))
-
-        try:
-            await client.subscribe("singularity.events", cb=on_message)
-            await client.flush()
-            await asyncio.to_thread(action)
-            async with asyncio.timeout(10):
-                return [await queue.get() for _ in range(count)]
-        finally:
-            await client.close()
-
-    return asyncio.run(collect())
-
-
-def test_singularity_health(singularity: RunningService) -> None:
-    response = singularity.health()
-
-    assert response.status_code == 200
-    assert response.headers["X-Stackcheck-Service"] == "singularity"
-    assert response.json()["services"] == {"database": "ok", "nats": "ok"}
-
-
-def test_heartbeat_stored_and_published(
-    singularity: RunningService, postgres: Postgres, nats_server: NatsServer
-) -> None:
-    messages = collect_events(nats_server.url, lambda: None, 2)
-    heartbeats = [m for m in messages if m["kind"] == "heartbeat"]
-    rows = postgres.execute(
-        "singularity",
-        f"SELECT kind, payload FROM events WHERE id = {int(heartbeats[0]['id'])}",
-    )
-
-    assert heartbeats[0] == {"kind": "heartbeat", "id": heartbeats[0]["id"]}
-    assert rows == [("heartbeat", {})]
-
-
-def test_post_event_stored_and_published(
-    singularity: RunningService, postgres: Postgres, nats_server: NatsServer
-) -> None:
-    event = {"kind": "deploy", "payload": {"version": "1.2.3", "nested": [1, None]}}
-    responses: list[httpx.Response] = []
-
-    def post() -> None:
-        responses.append(httpx.post(singularity.base_url + "/api/events", json=event))
-
-    messages = collect_events(nats_server.url, post, 3)
-    event_id = responses[0].json()["id"]
-    published = [m for m in messages if m["kind"] == "deploy"]
-    rows = postgres.execute(
-        "singularity", f"SELECT kind, payload FROM events WHERE id = {int(event_id)}"
-    )
-
-    assert responses[0].status_code == 201
-    assert responses[0].json()["published"] is True
-    assert published == [
-        {"kind": "deploy", "id": event_id, "payload": event["payload"]}
-    ]
-    assert rows == [("deploy", event["payload"])]
-
-
-@pytest.mark.parametrize(
-    ("body", "expected_status"),
-    [
-        (b"{", 400),
-        (b'{"kind": "x", "payload": {"n": NaN}}', 400),
-        (b'{"kind": "x", "payload": {"s": "\\ud800"}}', 400),
-        (b'{"payload": {}}', 422),
-        (b'{"kind": "", "payload": {}}', 422),
-        (b'{"kind": 5, "payload": {}}', 422),
-        (b'{"kind": "x", "payload": []}', 422),
-        (b'{"kind": "x", "payload": {"s": "a\\u0000b"}}', 422),
-        (b'{"kind": "x\\u0000", "payload": {}}', 422),
-        (b'{"kind": "' + b"k" * 300 + b'", "payload": {}}', 422),
-    ],
-)
-def test_bad_event_is_4xx(
-    singularity: RunningService, body: bytes, expected_status: int
-) -> None:
-    response = httpx.post(singularity.base_url + "/api/events", content=body)
-
-    assert response.status_code == expected_status, response.text
-    assert "error" in response.json()
-
-
-def test_singularity_logs_clean(singularity: RunningService) -> None:
-    log = singularity.log()
-
-    assert error_lines(log) == []
-    assert PG_PASSWORD not in log
-    assert "connected to database" in log
-
-
-def test_genesis_waits_for_database(
-    postgres: Postgres, nats_server: NatsServer, tmp_path: Path
-) -> None:
-    """genesis starts before its database exists, then recovers from a lost link."""
-    env = {"STACKCHECK_REF_DSN": postgres.dsn("genesis")}
-    args = ["--nats-url", nats_server.url]
-    service = start_refservice("genesis", tmp_path / "genesis.log", args, env)
-    try:
-        wait_until(
-            lambda: "database unavailable (attempt 1)" in service.log(),
-            5,
-            "the first database retry warning",
-        )
-        early_health = service.health()
-        early_stats = httpx.get(service.base_url + "/api/stats", timeout=5)
-
-        postgres.execute("postgres", "CREATE DATABASE genesis")
-        postgres.execute("genesis", "CREATE TABLE one (id int)")
-        postgres.execute("genesis", "CREATE TABLE two (id int)")
-        wait_healthy(service)
-        stats = httpx.get(service.base_url + "/api/stats", timeout=5)
-        log_before_loss = service.log()
-
-        postgres.execute(
-            "postgres",
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = 'genesis'",
-        )
-        wait_until(
-            lambda: "lost connection to database" in service.log(),
-            10,
-            "the lost-connection error",
-        )
-        wait_healthy(service)
-    finally:
-        stop_process(service.process)
-
-    assert early_health.status_code == 503
-    assert early_health.json()["services"] == {"database": "error", "nats": "ok"}
-    assert early_stats.status_code == 503
-    assert stats.json() == {"tables": 2}
-    assert error_lines(log_before_loss) == []
-    assert len(error_lines(service.log())) == 1
-    assert PG_PASSWORD not in service.log()
