@@ -118,7 +118,9 @@ class LocalProvisioner:
         ):
             directory.mkdir(mode=0o700)
             _give(directory, user)
-        local_postgres.make_data_dir(Path(binaries["pg_bindir"]), layout.pgdata, user)
+        local_postgres.make_data_dir(
+            Path(binaries["pg_bindir"]), layout.pgdata, user, profile.doc.postgres
+        )
         render_configs(profile, doc, layout)
         config = supervisor_config(doc, layout, binaries, secrets, user)
         descriptor = os.open(
@@ -168,7 +170,7 @@ class LocalProvisioner:
         control.start("postgresql")
         control.start("nats")
         _wait_for_socket(layout.pgsocket, doc.postgres.port, timeout, layout)
-        local_postgres.setup_databases(
+        local_postgres.set_passwords(
             layout.pgsocket,
             doc.postgres.port,
             doc.postgres,
