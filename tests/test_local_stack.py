@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 
 import httpx
@@ -86,14 +87,18 @@ def test_failed_start_cleans_up(tmp_path):
         tmp_path,
         {
             "[nginx]\n": f"[nginx]\nsite = '{broken_site}'\n",
-            "ready_s = 60.0": "ready_s = 3.0",
+            "ready_s = 60.0": "ready_s = 30.0",
         },
     )
     before = set(Path("/tmp").glob("stackcheck-local-*"))
+    started = time.monotonic()
 
-    with pytest.raises(ProvisionError, match="nginx"):
+    with pytest.raises(ProvisionError, match="nginx exited") as failure:
         LocalProvisioner().up(load_profile(profile))
 
+    # The crash is reported as soon as nginx exits, not after ready_s.
+    assert time.monotonic() - started < 20
+    assert 'unknown directive "this"' in str(failure.value)
     assert set(Path("/tmp").glob("stackcheck-local-*")) == before
 
 

@@ -26,12 +26,15 @@ def wait_until(
     holds: Callable[[T], bool],
     timeout_s: float,
     interval_s: float,
+    abort: Callable[[], str] | None = None,
 ) -> Waited[T]:
     """Call ``read`` until ``holds`` accepts its value or ``timeout_s`` passes.
 
     Exceptions from ``read`` count as a failed attempt; the last one is kept
     in ``error`` so that a timeout reports what went wrong, not only that it
-    did. ``read`` runs at least once, however small the timeout.
+    did. ``read`` runs at least once, however small the timeout. ``abort``,
+    called after each failed attempt, ends the wait early when it returns a
+    non-empty reason, which becomes ``error``.
     """
     started = time.monotonic()
     deadline = started + timeout_s
@@ -49,6 +52,9 @@ def wait_until(
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
 
+        reason = abort() if abort is not None else ""
+        if reason:
+            return Waited(False, last, attempts, time.monotonic() - started, reason)
         if time.monotonic() + interval_s > deadline:
             return Waited(False, last, attempts, time.monotonic() - started, error)
         time.sleep(interval_s)

@@ -167,9 +167,10 @@ class LocalProvisioner:
         doc = stack.profile.doc
         timeout = doc.timeouts.ready_s
 
+        watch = _CrashWatch(control, layout)
         control.start("postgresql")
         control.start("nats")
-        _wait_for_socket(layout.pgsocket, doc.postgres.port, timeout, layout)
+        _wait_for_socket(layout, doc.postgres.port, timeout, watch)
         local_postgres.set_passwords(
             layout.pgsocket,
             doc.postgres.port,
@@ -180,7 +181,7 @@ class LocalProvisioner:
         for name in doc.services:
             control.start(name, wait=False)
         control.start("nginx")
-        _wait_for_health(stack, timeout, layout)
+        _wait_for_health(stack, timeout, layout, watch)
 
     def down(self, stack: LiveStack) -> None:
         """Stop supervisord and its programs and remove the directory."""
@@ -239,22 +240,65 @@ def _generate_secrets(profile: Profile) -> dict[str, str]:
     return {name: secrets_module.token_urlsafe(24) for name in names if name}
 
 
+class _CrashWatch:
+    """Stop start-up waits early when a program has already exited.
+
+    Every server runs in the foreground and the reference services retry
+    their dependencies, so a program that exits while the stack starts has
+    crashed (a bad config, a missing binary); waiting out ``ready_s`` would
+    only delay the same verdict.
+    """
+
+    def __init__(self, control: SupervisorControl, layout: Layout) -> None:
+        self._control = control
+        self._layout = layout
+
+    def __call__(self) -> str:
+        try:
+            exited = self._control.exited_since_start()
+        except StackcheckError:
+            return ""
+        if not exited:
+            return ""
+        name = exited[0]
+        logs = [self._layout.logs / f"{name}.log"]
+        if name == "nginx":
+            logs.append(self._layout.logs / "nginx-error.log")
+        tails = "\n".join(_tail(path) for path in logs if path.exists())
+        return (
+            f"{name} exited while the stack was starting, so its configuration "
+            f"or binary is broken; its log ends with:\n{tails}"
+        )
+
+    def check(self) -> None:
+        """Raise ProvisionError if a program has exited since it started."""
+        reason = self()
+        if reason:
+            raise ProvisionError(reason)
+
+
 def _wait_for_socket(
-    socket_dir: Path, port: int, timeout: float, layout: Layout
+    layout: Layout, port: int, timeout: float, watch: _CrashWatch
 ) -> None:
+    socket_dir = layout.pgsocket
     path = socket_dir / f".s.PGSQL.{port}"
 
     def read() -> bool:
         import psycopg
 
-        if not path.exists():
+        # A connection made before the server is ready is turned away with a
+        # FATAL log line, which the day-1 log check would then report. The
+        # postmaster writes "ready" into postmaster.pid once it accepts
+        # connections (PostgreSQL 10 and later), the signal pg_ctl -w uses.
+        if not path.exists() or _postmaster_status(layout.pgdata) != "ready":
             return False
         with psycopg.connect(
             host=str(socket_dir), port=port, user="postgres", dbname="postgres"
         ):
             return True
 
-    waited = wait_until(read, bool, timeout, 0.02)
+    waited = wait_until(read, bool, timeout, 0.02, watch)
+    watch.check()
     if not waited.ok:
         raise ProvisionError(
             f"PostgreSQL did not accept connections on {path} within {timeout} s "
@@ -263,14 +307,29 @@ def _wait_for_socket(
         )
 
 
-def _wait_for_health(stack: LiveStack, timeout: float, layout: Layout) -> None:
+def _postmaster_status(data_dir: Path) -> str:
+    try:
+        lines = (data_dir / "postmaster.pid").read_text().splitlines()
+    except OSError:
+        return ""
+    return lines[7].strip() if len(lines) > 7 else ""
+
+
+def _wait_for_health(
+    stack: LiveStack, timeout: float, layout: Layout, watch: _CrashWatch
+) -> None:
     doc = stack.profile.doc
     deadline = time.monotonic() + timeout
     with httpx.Client(timeout=2.0) as client:
         monitor = f"{stack.nats_monitor_url}/healthz?js-enabled-only=true"
         waited_nats = wait_until(
-            lambda: client.get(monitor).status_code, lambda s: s == 200, timeout, 0.02
+            lambda: client.get(monitor).status_code,
+            lambda s: s == 200,
+            timeout,
+            0.02,
+            watch,
         )
+        watch.check()
         if not waited_nats.ok:
             raise ProvisionError(
                 f"NATS did not turn healthy at {monitor} within {timeout} s; its "
@@ -291,7 +350,9 @@ def _wait_for_health(stack: LiveStack, timeout: float, layout: Layout) -> None:
                 lambda reading: reading.healthy,
                 remaining,
                 0.02,
+                watch,
             )
+            watch.check()
             if not waited.ok:
                 seen = waited.last.describe() if waited.last else waited.error
                 raise ProvisionError(
@@ -304,7 +365,9 @@ def _wait_for_health(stack: LiveStack, timeout: float, layout: Layout) -> None:
             lambda status: status < 500,
             max(0.5, deadline - time.monotonic()),
             0.02,
+            watch,
         )
+        watch.check()
         if not waited_nginx.ok:
             raise ProvisionError(
                 f"nginx did not answer on {stack.nginx_url} within {timeout} s; "
