@@ -8,10 +8,10 @@ It measures, in one run so that the ratios share the machine's state:
 
 1. the servers alone, started one after the other with no supervision
    (initdb, PostgreSQL until it accepts a connection, nats-server until its
-   /healthz answers, nginx until its port accepts): the floor any stack
+   /healthz returns 200, nginx until its port accepts): the floor any stack
    start pays;
-2. the local provisioner from nothing to all-healthy, with the cached initdb
-   template and with an empty cache;
+2. the local provisioner from nothing to all-healthy, with the cached
+   template cluster and with an empty cache;
 3. ``pytest --stack=local -m day1`` on the acceptance suite against
    ``pytest --collect-only`` of the same selection, and the sum of the
    checks' own durations from JUnit XML.
@@ -239,7 +239,7 @@ def main() -> int:
     runs = parser.parse_args().runs
     workdir = Path(tempfile.mkdtemp(prefix="stackcheck-bench-"))
 
-    # One cold start fills the initdb cache so the cached figures are warm.
+    # One cold start fills the template cache so the cached figures are warm.
     provisioner_start(cached=True)
 
     alone = [servers_alone() for _ in range(runs)]
@@ -272,7 +272,7 @@ def main() -> int:
             lines.append(f"| server alone: {step} | {value:.3f} | |")
     lines += [
         f"| servers alone, sum (floor) | {floor:.3f} | 1.00x |",
-        f"| local stack to all-healthy, cached initdb | {cached_up:.3f} "
+        f"| local stack to all-healthy, cached template | {cached_up:.3f} "
         f"| {cached_up / floor:.2f}x floor |",
         f"| local stack to all-healthy, empty cache | {uncached_up:.3f} "
         f"| {uncached_up / floor:.2f}x floor |",

@@ -244,9 +244,9 @@ class _CrashWatch:
     """Stop start-up waits early when a program has already exited.
 
     Every server runs in the foreground and the reference services retry
-    their dependencies, so a program that exits while the stack starts has
-    crashed (a bad config, a missing binary); waiting out ``ready_s`` would
-    only delay the same verdict.
+    their dependencies. A program that exits while the stack starts has
+    therefore crashed, from a bad config or a missing binary, and waiting out
+    ``ready_s`` would only delay the same verdict.
     """
 
     def __init__(self, control: SupervisorControl, layout: Layout) -> None:

@@ -127,7 +127,7 @@ def make_data_dir(
 ) -> float:
     """Create a ready cluster at ``target``; return the seconds spent building one.
 
-    The cached template already holds the roles, databases, extensions, schema
+    The cached template already contains the roles, databases, extensions, schema
     and seed rows, so a stack only copies it and sets fresh passwords with
     ``set_passwords``. The template is built once per PostgreSQL version and
     database shape; the returned time is 0.0 when the cache had it.
