@@ -91,13 +91,7 @@ def restart_policy(stack: LiveStack, name: str) -> str:
         config = control.configs(stack.workdir / "supervisord.conf")[name]
         return _supervisor_policy(config.autorestart)
 
-    result = subprocess.run(
-        ["systemctl", "show", "--property=Restart", "--value", unit_of(stack, name)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return result.stdout.strip() or "unknown"
+    return _systemctl_show(unit_of(stack, name), "Restart") or "unknown"
 
 
 def _supervisor_policy(autorestart: str) -> str:
@@ -144,26 +138,43 @@ def error_lines(
             ]
         return counts, findings[:limit]
 
-    since = f"@{int(stack.started_at)}"
     for name in stack.profile.doc.services:
-        unit = unit_of(stack, name)
-        result = subprocess.run(
-            [
-                "journalctl",
-                "--unit",
-                unit,
-                "--since",
-                since,
-                "--no-pager",
-                "--output=cat",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        lines = result.stdout.splitlines()
+        lines = _journal_since_start(unit_of(stack, name), stack.started_at)
         counts[name] = len(lines)
         findings += [
             LogFinding(name, line) for line in lines if ERROR_LINE.search(line)
         ]
     return counts, findings[:limit]
+
+
+def _systemctl_show(unit: str, prop: str) -> str:
+    result = subprocess.run(
+        ["systemctl", "show", f"--property={prop}", "--value", unit],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stdout.strip()
+
+
+def _journal_since_start(unit: str, fallback_since: float) -> list[str]:
+    """Return the journal lines of the unit's current run.
+
+    A deploy restarts each unit, so "since start" means the unit's current
+    invocation (systemd 232 and later stamp each entry with its ID), not the
+    start of this pytest run, which for a quiet service would be no lines.
+    Without an invocation ID the run's own start time is the bound.
+    """
+    invocation = _systemctl_show(unit, "InvocationID")
+    selector = (
+        [f"_SYSTEMD_INVOCATION_ID={invocation}"]
+        if invocation
+        else ["--unit", unit, "--since", f"@{int(fallback_since)}"]
+    )
+    result = subprocess.run(
+        ["journalctl", *selector, "--no-pager", "--output=cat"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stdout.splitlines()
