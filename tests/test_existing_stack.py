@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from helpers import STACKS, SUITES
+from reference_harness import start_refservice, stop_process
 
 from pytest_stackcheck.profile import load_profile
 from pytest_stackcheck.provision.base import LiveStack
@@ -149,3 +150,33 @@ def test_failed_unit_fails_day1(run_suite, profile, systemd):
 
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*every service is running*FAILED*"])
+
+
+def test_health_200_with_database_down_fails_day1(
+    run_suite, profile, systemd, deployed, tmp_path
+):
+    """An app that answers 200 while its database is down fails on its body."""
+    dsn = "host=127.0.0.1 port=1 dbname=singularity user=x connect_timeout=1"
+    args = ["--nats-url", deployed.nats_url, "--degraded-status", "200"]
+    service = start_refservice(
+        "singularity", tmp_path / "hiding.log", args, {"STACKCHECK_REF_DSN": dsn}
+    )
+    real_port = deployed.ports["services.singularity.port"]
+    text = profile.read_text(encoding="utf-8")
+    profile.write_text(
+        text.replace(f"port = {real_port}\n", f"port = {service.port}\n", 1),
+        encoding="utf-8",
+    )
+    try:
+        result = run_suite(profile, str(SUITES / "acceptance"), "-k", "health_passing")
+    finally:
+        stop_process(service.process)
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*service singularity is healthy: did not hold*-> 200*"
+            "field services.database = 'error', expected 'ok'*"
+        ]
+    )
