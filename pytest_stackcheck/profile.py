@@ -143,6 +143,11 @@ class PostgresSpec:
         "schema_migrations", help="set the table that records applied migrations"
     )
     min_version: int = spec(14, help="set the lowest acceptable major version")
+    expected_migration: str = spec(
+        "",
+        help="set the newest migration version this release ships, as written "
+        "in the migrations table, or leave empty to accept any applied migration",
+    )
 
 
 @dataclass(frozen=True, slots=True)

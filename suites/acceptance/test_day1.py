@@ -74,8 +74,12 @@ def test_jetstream_enabled(stack, evidence):
     evidence.version("nats-server", str(varz.get("version", "unknown")))
     evidence.record("jetstream.store_dir", str(config.get("store_dir", "")))
     evidence.record("jetstream.max_file_store", config.get("max_storage", 0), "bytes")
+    # nats-server 2.15 returns 200 to js-enabled-only=true when JetStream was
+    # never configured, so /varz is the check that proves it is on.
     assert config, (
-        f"/varz has no jetstream.config: JetStream is off ({varz.get('jetstream')!r})"
+        f"/varz has no jetstream.config, so JetStream is off "
+        f"({varz.get('jetstream')!r}); add a jetstream {{ store_dir: ... }} block "
+        "to nats.conf"
     )
 
 

@@ -25,23 +25,36 @@ def test_migrations_applied(stack, evidence, database_name):
     postgres = stack.profile.doc.postgres
     timeouts = stack.profile.doc.timeouts
     table = postgres.migrations_table
+    expected = postgres.expected_migration
 
-    def read() -> tuple[int, object]:
+    def read() -> tuple[int, object, bool]:
         present = _query(
             stack, database_name, "SELECT to_regclass(%s) IS NOT NULL", (table,)
         )
         if not present[0][0]:
-            return 0, None
+            return 0, None, False
         rows = _query(
-            stack, database_name, f'SELECT count(*), max(version) FROM "{table}"'
+            stack,
+            database_name,
+            "SELECT count(*), max(version), bool_or(version::text = %s) "
+            f'FROM "{table}"',
+            (expected,),
         )
-        return int(rows[0][0]), rows[0][1]
+        return int(rows[0][0]), rows[0][1], bool(rows[0][2])
 
-    waited = wait_until(read, lambda r: r[0] > 0, timeouts.check_s, timeouts.poll_s)
-    count, latest = require(
+    def applied(reading: tuple[int, object, bool]) -> bool:
+        count, _, has_expected = reading
+        return count > 0 and (has_expected or not expected)
+
+    waited = wait_until(read, applied, timeouts.check_s, timeouts.poll_s)
+    wanted = f", including {expected}" if expected else ""
+    count, latest, _ = require(
         waited,
-        f"database {database_name} has applied migrations in table {table}",
-        lambda r: f"{r[0]} rows (table missing or empty)",
+        f"database {database_name} has applied migrations in table {table}{wanted}",
+        lambda r: (
+            f"{r[0]} rows, newest {r[1]} (postgres.expected_migration = "
+            f"{expected!r}; run the release's migrations)"
+        ),
     )
     evidence.record(f"{database_name}.migrations", count)
     evidence.record(f"{database_name}.latest_migration", str(latest))
