@@ -207,6 +207,17 @@ class LocalSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class SecuritySpec:
+    """What the stack may expose beyond this host."""
+
+    public: tuple[str, ...] = spec(
+        ("nginx",),
+        help="list the components that may listen beyond loopback: 'nginx', "
+        "'postgres', 'nats' or a service name",
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class ProfileDocument:
     """The TOML document as written, before paths are resolved."""
 
@@ -220,6 +231,7 @@ class ProfileDocument:
     policy: Policy = spec(factory=Policy, help="write a [policy] table")
     timeouts: Timeouts = spec(factory=Timeouts, help="write a [timeouts] table")
     local: LocalSpec = spec(factory=LocalSpec, help="write a [local] table")
+    security: SecuritySpec = spec(factory=SecuritySpec, help="write a [security] table")
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,6 +363,16 @@ def check_consistency(profile: Profile) -> None:
                 relative,
                 f"file {profile.resolve(relative)} does not exist",
                 "name an existing file, relative to the profile",
+            )
+
+    components = set(doc.services) | {"nginx", "postgres", "nats"}
+    for name in doc.security.public:
+        if name not in components:
+            raise SchemaError(
+                "security.public",
+                name,
+                "not a component of this profile",
+                f"use names out of {', '.join(sorted(components))}",
             )
 
     _check_ports(doc)

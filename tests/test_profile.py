@@ -88,6 +88,12 @@ def test_route_to_unknown_service(tmp_path):
         load_profile(write(tmp_path, text))
 
 
+def test_unknown_public_component(tmp_path):
+    text = LOCAL.read_text() + '\n[security]\npublic = ["nginx", "postgresql"]\n'
+    with pytest.raises(pytest.UsageError, match=r"security\.public.*'postgresql'"):
+        load_profile(write(tmp_path, text))
+
+
 def test_port_zero_rejected_for_existing(tmp_path):
     text = LOCAL.read_text().replace(
         'provisioner = "local"', 'provisioner = "existing"'
