@@ -203,7 +203,7 @@ def test_unreadable_kernel_log_skips(host, libcuda, run_suite, monkeypatch):
 
 
 def test_no_gpu_local_stack_skips(host, run_suite, tmp_path):
-    """Stand-in for a machine without a GPU, on the real local stack (required=false)."""
+    """Stand-in for a machine without a GPU, real local stack, not required."""
     host.no_gpu()
     result = run_gpu(run_suite, local_profile(tmp_path))
 
@@ -219,7 +219,7 @@ def test_no_gpu_local_stack_skips(host, run_suite, tmp_path):
 
 
 def test_no_gpu_required_fails(host, run_suite, tmp_path):
-    """Stand-in for a machine without a GPU, on the real local stack (required=true)."""
+    """Stand-in for a machine without a GPU, real local stack, required."""
     host.no_gpu()
     replacement = {"required = false": "required = true"}
     result = run_gpu(run_suite, local_profile(tmp_path, replacement))
