@@ -3,7 +3,7 @@
 Nothing here exists on this machine for real, so each part replaces exactly
 one thing the probe scripts read, and the scripts themselves run unchanged:
 
-- ``gpu_standins/nvml/pynvml.py`` replaces nvidia-ml-py, answering from a
+- ``gpu_standins/nvml/pynvml.py`` replaces nvidia-ml-py, returning values from a
   JSON scenario (STACKCHECK_FAKE_NVML) with the real error classes;
 - ``gpu_standins/libcuda_standin.c``, built with the C compiler, replaces
   libcuda.so.1 and does the smoke test's work on host memory;

@@ -1,7 +1,7 @@
 """The GPU probe, the runner and the judging rules, on this machine.
 
 There is no NVIDIA GPU here, so the probe reads the stand-ins of
-``gpu_standin``; the ssh path is checked by running the exact program it
+``gpu_standin``. The ssh path is checked by running the exact program it
 would send to a remote ``python3 -`` with a local interpreter instead.
 """
 
@@ -181,7 +181,7 @@ def test_power_over_fraction_fails(host):
 
 
 def test_narrow_pcie_link_fails(host):
-    """Stand-in: an x16 card running at x4 fails when the profile asks for x16."""
+    """Stand-in: an x16 card running at x4 fails when the profile requires x16."""
     host.device["CurrPcieLinkWidth"] = 4
     host.save()
     problems = judge.check_operating_state(probe(), GpuSpec(min_pcie_width=16))

@@ -1,7 +1,7 @@
 """The gpu suite against stand-in GPU hosts: each fault fails its check.
 
 This machine has no NVIDIA GPU, so every run here uses the stand-ins of
-``gpu_standin`` (an NVML module answering from a scenario, a libcuda built
+``gpu_standin`` (an NVML module that reads a scenario file, a libcuda built
 from C that computes on the CPU, a /proc and /dev tree, a dmesg that prints
 a file). The probe scripts, the runner, the judging and the suite run
 unchanged, in a pytester subprocess as an operator would run them.

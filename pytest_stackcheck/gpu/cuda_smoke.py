@@ -312,7 +312,7 @@ def launch_kernel(
     data = CUdeviceptr(pointer.value)
     count = ctypes.c_uint32(words)
     key = ctypes.c_uint32(KERNEL_KEY)
-    # kernelParams holds one pointer per kernel argument, to the argument.
+    # kernelParams contains one pointer per kernel argument, to its value.
     params = (ctypes.c_void_p * 3)(
         ctypes.addressof(data), ctypes.addressof(count), ctypes.addressof(key)
     )

@@ -1,7 +1,7 @@
 """Judge GPU readings against the profile's ``[gpu]`` table.
 
 Each ``check_*`` function returns the problems it found as messages that name
-the device, the value, the limit and the fix; an empty list means the check
+the device, the value, the limit and the fix. An empty list means the check
 passed. A reading the device does not support is not a problem; a reading
 that failed for another reason (no permission, GPU lost) is.
 """

@@ -48,7 +48,7 @@ SSH_SCHEMES = ("ssh", "paramiko")
 
 @dataclass(frozen=True, slots=True)
 class GpuTarget:
-    """Where the GPU scripts run: this machine, or a host reached over ssh."""
+    """The machine the GPU scripts run on: this one, or a host reached over ssh."""
 
     host: str = ""
     user: str = ""

@@ -15,11 +15,17 @@ from pytest_stackcheck.schema import SchemaError, spec
 VERSION_FORM = re.compile(r"^\d+(\.\d+)*$")
 
 # Xid codes that mean failing hardware or a lost device rather than a faulty
-# program, after NVIDIA's Xid catalog ("XID Errors", docs.nvidia.com/deploy):
-# 48 double-bit ECC, 61/62 internal micro-controller fault, 64 ECC page
-# retirement or row remapping failure, 74 NVLink error, 79 fallen off the bus,
-# 92 high single-bit ECC rate, 94/95 contained/uncontained ECC error,
-# 119/120 GSP RPC timeout or GSP error.
+# program, after NVIDIA's Xid catalog (docs.nvidia.com/deploy/xid-errors):
+#   48       double-bit ECC error
+#   61, 62   internal micro-controller fault
+#   64       ECC page retirement or row remapping failure
+#   74       NVLink error
+#   79       GPU has fallen off the bus
+#   92       high single-bit ECC error rate
+#   94, 95   contained or uncontained ECC error
+#   119, 120 GSP RPC timeout or GSP error
+# NOTE: these meanings were not rechecked code by code against the current
+# catalog; a profile can replace the list with gpu.fatal_xids.
 DEFAULT_FATAL_XIDS = (48, 61, 62, 64, 74, 79, 92, 94, 95, 119, 120)
 
 

@@ -6,9 +6,9 @@ CUDA driver-API smoke test allocates, copies and runs a kernel on every GPU.
 All readings come from scripts run in fresh processes on the GPU host (this
 machine, or ``stack.host`` over ssh).
 
-NOTE: the Kubernetes check (node allocatable nvidia.com/gpu of at least 1,
-and a pod requesting one GPU that lists it) is not built; it needs the
-kubernetes provisioner, which does not exist yet.
+NOTE: the Kubernetes check is not built, because the kubernetes provisioner
+it needs does not exist yet. It would require node allocatable
+nvidia.com/gpu of at least 1 and a pod requesting one GPU that lists it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Stand-in for the pynvml module (nvidia-ml-py), for machines without a GPU.
 
-It answers the NVML calls the GPU probe makes from a JSON scenario file named
+It serves the NVML calls the GPU probe makes from a JSON scenario file named
 by STACKCHECK_FAKE_NVML, and raises the real nvidia-ml-py error classes, so
 the probe's error handling sees what it sees on a GPU host. It shadows the
 real module when its directory comes first on PYTHONPATH.
