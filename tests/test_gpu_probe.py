@@ -76,6 +76,32 @@ def test_ssh_command_is_bounded():
     assert "/run/opengl-driver/lib" in command[-1]
 
 
+def test_ssh_remote_command_runs(host):
+    """Stand-in: the command ssh hands to the remote shell runs the probe.
+
+    The remote login shell is played by a local ``sh -c``, so the quoting,
+    the timeout(1) wrapper and the program on standard input are exercised.
+    """
+    target = runner.parse_target("ssh://deploy@gpu-1")
+    command = runner._ssh_command(
+        target, sys.executable, ["--sysroot", str(host.sysroot)], 60
+    )
+    program = runner._remote_program(runner.PROBE_SCRIPT, bundle_pynvml=True)
+    result = subprocess.run(
+        ["sh", "-c", command[-1]],
+        input=program,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=True,
+    )
+    reading = parse_probe(json.loads(result.stdout), "gpu-1")
+
+    assert reading.module_version == "550.54.14"
+    assert reading.nvml.initialised
+    assert reading.nvml.devices[0].name == "NVIDIA GeForce RTX 4080"
+
+
 def test_remote_program_bundles_pynvml(host):
     """Stand-in: the sent program runs where no pynvml is installed (-S)."""
     host.scenario["devices"][0]["Temperature"] = 55
