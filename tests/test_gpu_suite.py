@@ -15,8 +15,10 @@ import pytest
 from gpu_standin import GpuHost, build_libcuda
 from helpers import SUITES, local_profile
 
+HOST_SUITE = str(SUITES / "gpu" / "test_gpu.py")
 GPU_SUITE = str(SUITES / "gpu")
 CHECKS = 10
+KUBERNETES_CHECKS = 2
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +34,7 @@ def host(tmp_path, monkeypatch):
 
 
 def run_gpu(run_suite, profile, *args):
-    return run_suite(profile, GPU_SUITE, "-m", "gpu", "-rs", *args)
+    return run_suite(profile, HOST_SUITE, "-m", "gpu", "-rs", *args)
 
 
 def test_healthy_host_passes(host, libcuda, run_suite, tmp_path):
@@ -205,9 +207,10 @@ def test_unreadable_kernel_log_skips(host, libcuda, run_suite, monkeypatch):
 def test_no_gpu_local_stack_skips(host, run_suite, tmp_path):
     """Stand-in for a machine without a GPU, real local stack, not required."""
     host.no_gpu()
-    result = run_gpu(run_suite, local_profile(tmp_path))
+    profile = local_profile(tmp_path)
+    result = run_suite(profile, GPU_SUITE, "-m", "gpu", "-rs")
 
-    result.assert_outcomes(skipped=CHECKS)
+    result.assert_outcomes(skipped=CHECKS + KUBERNETES_CHECKS)
     result.stdout.fnmatch_lines(
         [
             "deployment verdict: OK",
@@ -222,9 +225,11 @@ def test_no_gpu_required_fails(host, run_suite, tmp_path):
     """Stand-in for a machine without a GPU, real local stack, required."""
     host.no_gpu()
     replacement = {"required = false": "required = true"}
-    result = run_gpu(run_suite, local_profile(tmp_path, replacement))
+    profile = local_profile(tmp_path, replacement)
+    result = run_suite(profile, GPU_SUITE, "-m", "gpu", "-rs")
 
-    result.assert_outcomes(failed=CHECKS)
+    # The Kubernetes checks are skipped: the local stack has no API server.
+    result.assert_outcomes(failed=CHECKS, skipped=KUBERNETES_CHECKS)
     result.stdout.fnmatch_lines(
         [
             "*gpu.required = true, but this machine has no NVIDIA GPU*"

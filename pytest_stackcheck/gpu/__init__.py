@@ -8,6 +8,7 @@ ssh) and print JSON:
     cuda_smoke.py     cuInit, 256 MiB round trip, a PTX kernel, bandwidth
 
 ``runner`` starts them with a timeout and parses their output into the
-dataclasses of ``readings``; ``judge`` compares those against the profile's
-``[gpu]`` table (``settings``) and returns the problems found.
+dataclasses of ``readings``. ``judge`` compares those against the profile's
+``[gpu]`` table (``settings``) and returns the problems found. ``kubernetes``
+checks the GPUs a cluster advertises and runs a pod that requests one.
 """

@@ -30,6 +30,66 @@ DEFAULT_FATAL_XIDS = (48, 61, 62, 64, 74, 79, 92, 94, 95, 119, 120)
 
 
 @dataclass(frozen=True, slots=True)
+class KubernetesGpuSpec:
+    """How to reach the Kubernetes API that schedules the GPU workloads."""
+
+    api_url: str = spec(
+        "",
+        help="set the API server URL, for example 'https://10.0.0.1:6443', or "
+        "leave empty when the stack does not run on Kubernetes",
+    )
+    token_env: str = spec(
+        "", help="name the environment variable that holds the bearer token"
+    )
+    ca_file: str = spec(
+        "", help="set the CA bundle that signed the API server's certificate"
+    )
+    namespace: str = spec("default", help="set the namespace of the test pod")
+    node_selector: str = spec(
+        "",
+        help="set a label selector for the GPU nodes, for example "
+        "'nvidia.com/gpu.present=true', or leave empty for all nodes",
+    )
+    pod_check: bool = spec(
+        True,
+        help="set pod_check = false to skip starting a pod that requests one GPU",
+    )
+    image: str = spec(
+        "nvidia/cuda:12.4.1-base-ubuntu22.04",
+        help="set the image of the test pod; it runs nvidia-smi -L",
+    )
+    runtime_class: str = spec(
+        "", help="set the RuntimeClass GPU pods need, for example 'nvidia', or ''"
+    )
+    timeout_s: float = spec(
+        180.0, help="set seconds the test pod may take to be scheduled and finish"
+    )
+
+    def __post_init__(self) -> None:
+        if self.api_url and not self.api_url.startswith(("https://", "http://")):
+            raise SchemaError(
+                "gpu.kubernetes.api_url",
+                self.api_url,
+                "not an http or https URL",
+                "write it as 'https://HOST:6443'",
+            )
+        if self.token_env and not self.token_env.isidentifier():
+            raise SchemaError(
+                "gpu.kubernetes.token_env",
+                self.token_env,
+                "not an environment variable name",
+                "name a variable such as KUBE_TOKEN",
+            )
+        if self.timeout_s <= 0:
+            raise SchemaError(
+                "gpu.kubernetes.timeout_s",
+                self.timeout_s,
+                "must be greater than 0",
+                "set gpu.kubernetes.timeout_s to a positive number",
+            )
+
+
+@dataclass(frozen=True, slots=True)
 class GpuSpec:
     """The GPU the host must have and the limits it is judged against."""
 
@@ -99,6 +159,9 @@ class GpuSpec:
         "",
         help="set the path of libcuda.so.1 if the loader cannot find it, or "
         "leave empty",
+    )
+    kubernetes: KubernetesGpuSpec = spec(
+        factory=KubernetesGpuSpec, help="write a [gpu.kubernetes] table"
     )
 
     def __post_init__(self) -> None:

@@ -4,11 +4,8 @@ NVML readings are judged against the profile's ``[gpu]`` table, the kernel
 module is compared with the user-space driver a fresh process loads, and a
 CUDA driver-API smoke test allocates, copies and runs a kernel on every GPU.
 All readings come from scripts run in fresh processes on the GPU host (this
-machine, or ``stack.host`` over ssh).
-
-NOTE: the Kubernetes check is not built, because the kubernetes provisioner
-it needs does not exist yet. It would require node allocatable
-nvidia.com/gpu of at least 1 and a pod requesting one GPU that lists it.
+machine, or ``stack.host`` over ssh). The Kubernetes checks are in
+``test_kubernetes.py``.
 """
 
 from __future__ import annotations
