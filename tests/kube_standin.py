@@ -1,8 +1,9 @@
 """Stand-in for a Kubernetes API server, for machines without a cluster.
 
-It serves the endpoints the GPU checks use (list nodes; create, get, read
-the log of and delete pods) on a loopback port, from a scenario the test
-sets, and records the pods it was asked to create and delete. It checks the
+It serves the endpoints the GPU checks use on a loopback port: list nodes,
+and create, get, read the log of and delete pods. It answers from a
+scenario the test sets and records the pods it was asked to create and
+delete. It checks the
 bearer token like an API server that rejects anonymous requests.
 """
 

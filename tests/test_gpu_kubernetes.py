@@ -120,7 +120,7 @@ def test_unschedulable_pod_fails(cluster, run_suite, tmp_path):
 
 
 def test_failed_pod_reports_exit_code(cluster, run_suite, tmp_path):
-    """Stand-in: nvidia-smi in the pod exits 9, as without the runtime hook."""
+    """Stand-in: nvidia-smi in the pod exits 9, the driver is not loaded."""
     cluster.scenario.pod_status = {
         "phase": "Failed",
         "containerStatuses": [

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from gpu_standin import GpuHost
+from gpu_standin import GpuHost, build_libcuda
 from helpers import local_profile
 
 from pytest_stackcheck.errors import ProbeError
@@ -214,6 +214,52 @@ def test_narrow_pcie_link_fails(host):
 
     assert len(problems) == 1
     assert "PCIe link at x4 (the card supports x16)" in problems[0]
+
+
+@pytest.fixture(scope="module")
+def libcuda(tmp_path_factory):
+    """The libcuda stand-in, built once for this module."""
+    return build_libcuda(tmp_path_factory.mktemp("libcuda"))
+
+
+def test_smoke_reports_every_step(libcuda):
+    """Stand-in: a healthy smoke run reports the round trip, kernel and bandwidth."""
+    spec = GpuSpec(smoke_alloc_mib=4, libcuda=str(libcuda))
+    smoke = runner.smoke_test(runner.GpuTarget(), spec, 0)
+
+    assert smoke.ok
+    assert smoke.allocated_bytes == 4 << 20
+    assert smoke.roundtrip_ok
+    assert smoke.kernel_ok
+    assert smoke.kernel_words == 1 << 18
+    assert smoke.host_to_device_gib_s
+    assert smoke.device_to_host_gib_s
+    assert {step.call for step in smoke.steps} >= {"cuInit", "cuLaunchKernel"}
+    assert judge.check_smoke(smoke, spec) == []
+
+
+def test_smoke_detects_idle_kernel(libcuda, monkeypatch):
+    """Stand-in: a kernel launch that succeeds but writes nothing fails."""
+    monkeypatch.setenv("STACKCHECK_FAKE_CUDA_IDLE_KERNEL", "1")
+    spec = GpuSpec(smoke_alloc_mib=4, libcuda=str(libcuda))
+    smoke = runner.smoke_test(runner.GpuTarget(), spec, 0)
+    problems = judge.check_smoke(smoke, spec)
+
+    assert not smoke.ok
+    assert smoke.failed_step == "kernel"
+    assert len(problems) == 1
+    assert f"the kernel wrote {1 << 18} of {1 << 18} words wrong" in problems[0]
+
+
+def test_slow_copies_fail_bandwidth_limit(libcuda):
+    """Stand-in: copies on the CPU are far below a 10 000 GiB/s limit."""
+    spec = GpuSpec(smoke_alloc_mib=4, libcuda=str(libcuda), min_bandwidth_gib_s=1e4)
+    smoke = runner.smoke_test(runner.GpuTarget(), spec, 0)
+    problems = judge.check_smoke(smoke, spec)
+
+    assert smoke.ok
+    assert len(problems) == 1
+    assert "below gpu.min_bandwidth_gib_s = 10000" in problems[0]
 
 
 def test_probe_timeout_is_a_probe_error(tmp_path):

@@ -94,10 +94,8 @@ CUdeviceptr = ctypes.c_uint64
 SIGNATURES: dict[str, list[Any]] = {
     "cuInit": [ctypes.c_uint],
     "cuDriverGetVersion": [ctypes.POINTER(ctypes.c_int)],
-    "cuDeviceGetCount": [ctypes.POINTER(ctypes.c_int)],
     "cuDeviceGet": [ctypes.POINTER(ctypes.c_int), ctypes.c_int],
     "cuDeviceGetName": [ctypes.c_char_p, ctypes.c_int, ctypes.c_int],
-    "cuDeviceTotalMem_v2": [ctypes.POINTER(ctypes.c_size_t), ctypes.c_int],
     "cuCtxCreate_v2": [c_ptr_p, ctypes.c_uint, ctypes.c_int],
     "cuCtxDestroy_v2": [c_ptr],
     "cuCtxSynchronize": [],

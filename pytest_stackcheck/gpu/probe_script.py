@@ -204,6 +204,11 @@ def read_device(nvml: Any, index: int) -> dict[str, Any]:
     reader.values["memory_used_bytes"] = int(memory.used) if memory else None
 
     reader.read("temperature_c", "nvmlDeviceGetTemperature", 0)
+    if "temperature_c" in reader.unsupported:
+        # nvidia-ml-py marks nvmlDeviceGetTemperature for removal in favour
+        # of nvmlDeviceGetTemperatureV, so a missing binding tries the new one.
+        reader.unsupported.remove("temperature_c")
+        reader.read("temperature_c", "nvmlDeviceGetTemperatureV", 0)
     reader.read("slowdown_temperature_c", "nvmlDeviceGetTemperatureThreshold", 1)
     power = reader.read("power_mw", "nvmlDeviceGetPowerUsage")
     limit = reader.read("power_limit_mw", "nvmlDeviceGetEnforcedPowerLimit")

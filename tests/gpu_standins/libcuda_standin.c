@@ -11,6 +11,7 @@
  *   STACKCHECK_FAKE_CUDA_FAIL=NAME=CODE  entry point NAME returns CUresult CODE
  *   STACKCHECK_FAKE_CUDA_CORRUPT=1       cuMemcpyDtoH flips one byte
  *   STACKCHECK_FAKE_CUDA_HANG=NAME       entry point NAME never returns
+ *   STACKCHECK_FAKE_CUDA_IDLE_KERNEL=1   cuLaunchKernel succeeds but writes nothing
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -63,13 +64,6 @@ CUresult cuDriverGetVersion(int *version)
     return 0;
 }
 
-CUresult cuDeviceGetCount(int *count)
-{
-    INJECT("cuDeviceGetCount");
-    *count = 1;
-    return 0;
-}
-
 CUresult cuDeviceGet(int *device, int ordinal)
 {
     INJECT("cuDeviceGet");
@@ -86,14 +80,6 @@ CUresult cuDeviceGetName(char *name, int length, int device)
     (void)device;
     strncpy(name, "NVIDIA GeForce RTX 4080 (stand-in)", (size_t)length - 1);
     name[length - 1] = '\0';
-    return 0;
-}
-
-CUresult cuDeviceTotalMem_v2(size_t *bytes, int device)
-{
-    INJECT("cuDeviceTotalMem_v2");
-    (void)device;
-    *bytes = (size_t)16376 << 20;
     return 0;
 }
 
@@ -202,6 +188,10 @@ CUresult cuLaunchKernel(void *function, unsigned int grid_x, unsigned int grid_y
     (void)extra;
     if (function != &function_token || params == NULL) {
         return 400;
+    }
+    const char *idle = getenv("STACKCHECK_FAKE_CUDA_IDLE_KERNEL");
+    if (idle != NULL && strcmp(idle, "1") == 0) {
+        return 0;
     }
     uint32_t *data = (uint32_t *)(uintptr_t)(*(CUdeviceptr *)params[0]);
     uint32_t count = *(uint32_t *)params[1];
