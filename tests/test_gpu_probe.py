@@ -283,3 +283,27 @@ def test_profile_rejects_bad_driver_version(tmp_path):
 
     with pytest.raises(pytest.UsageError, match=r"key 'gpu\.min_driver' = 'latest'"):
         load_profile(path)
+
+
+@pytest.mark.parametrize(
+    "first_line",
+    [
+        "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14  Thu Feb 22 "
+        "01:44:30 UTC 2024",
+        "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  550.54.14  "
+        "Release Build  (dvs-builder@U16-I3-B03-4-3)  Tue Feb 20 2024",
+        "NVRM version: NVIDIA UNIX aarch64 Kernel Module  550.54.14  Thu Feb 22 "
+        "01:44:30 UTC 2024",
+    ],
+    ids=["proprietary", "open", "aarch64"],
+)
+def test_kernel_module_version_forms(tmp_path, first_line):
+    from pytest_stackcheck.gpu import probe_script
+
+    path = tmp_path / "proc" / "driver" / "nvidia" / "version"
+    path.parent.mkdir(parents=True)
+    path.write_text(first_line + "\nGCC version: gcc 12.2.0\n", encoding="utf-8")
+    module = probe_script.read_kernel_module(str(tmp_path))
+
+    assert module["present"]
+    assert module["version"] == "550.54.14"
