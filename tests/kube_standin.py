@@ -1,7 +1,7 @@
 """Stand-in for a Kubernetes API server, for machines without a cluster.
 
 It serves the endpoints the GPU checks use on a loopback port: list nodes,
-and create, get, read the log of and delete pods. It answers from a
+and create, get, read the log of and delete pods. It replies from a
 scenario the test sets and records the pods it was asked to create and
 delete. It checks the
 bearer token like an API server that rejects anonymous requests.

@@ -3,8 +3,8 @@
 A node advertises ``nvidia.com/gpu`` in its allocatable resources only while
 the NVIDIA device plugin runs there and found a GPU. A pod that requests one
 GPU and runs ``nvidia-smi -L`` proves that scheduling, the container runtime
-hook and the driver inside the container all work. The pod is deleted
-whatever happens.
+hook and the driver inside the container all work. The check deletes the
+pod when it ends, whether it passed or failed.
 
 Only the API server's REST endpoints are used (``/api/v1/nodes`` and the pod
 endpoints of one namespace), through httpx with a bearer token.
@@ -43,7 +43,7 @@ class NodeGpus:
 
 @dataclass(frozen=True, slots=True)
 class PodRun:
-    """How the GPU test pod ended: its phase, why, and what it printed."""
+    """The end state of the GPU test pod: its phase, the reason and its output."""
 
     name: str
     phase: str

@@ -1,4 +1,4 @@
-"""What the GPU probe and the CUDA smoke test reported, as frozen dataclasses.
+"""Frozen dataclasses for the reports of the GPU probe and the CUDA smoke test.
 
 The two scripts print JSON; ``parse_probe`` and ``parse_smoke`` turn it into
 these types, so the judging code and the suites never read loose dicts. A
@@ -17,7 +17,7 @@ from pytest_stackcheck.errors import ProbeError
 PROBE_FORMAT = 1
 SMOKE_FORMAT = 1
 
-# NVML return codes from nvml.h that the judging code tells apart.
+# NVML return codes from nvml.h that the judging code distinguishes.
 NVML_DRIVER_NOT_LOADED = 9
 NVML_LIBRARY_NOT_FOUND = 12
 NVML_GPU_IS_LOST = 15

@@ -2,7 +2,7 @@
 
 It serves the NVML calls the GPU probe makes from a JSON scenario file named
 by STACKCHECK_FAKE_NVML, and raises the real nvidia-ml-py error classes, so
-the probe's error handling sees what it sees on a GPU host. It shadows the
+the probe handles the same exceptions as on a GPU host. It shadows the
 real module when its directory comes first on PYTHONPATH.
 
 Scenario form::
