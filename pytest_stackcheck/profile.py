@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import pytest
 
+from pytest_stackcheck.gpu.settings import GpuSpec
 from pytest_stackcheck.schema import SchemaError, build, spec
 
 ALL_GATES = (
@@ -232,6 +233,7 @@ class ProfileDocument:
     timeouts: Timeouts = spec(factory=Timeouts, help="write a [timeouts] table")
     local: LocalSpec = spec(factory=LocalSpec, help="write a [local] table")
     security: SecuritySpec = spec(factory=SecuritySpec, help="write a [security] table")
+    gpu: GpuSpec = spec(factory=GpuSpec, help="write a [gpu] table")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything pytest-stackcheck needs on a fresh Debian 12 machine:
 # PostgreSQL, nginx, a virtual environment in .venv with the plugin, its
-# local-stack extras (supervisord, nats-server) and its development tools.
+# local-stack extras (supervisord, nats-server), the NVML bindings and its
+# development tools. gcc builds the libcuda stand-in of the GPU tests.
 # Runs as root or through sudo; safe to run again.
 set -euo pipefail
 
@@ -16,11 +17,11 @@ export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update -qq
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends \
     postgresql postgresql-contrib nginx-light python3 python3-venv \
-    ca-certificates >/dev/null
+    ca-certificates gcc libc6-dev >/dev/null
 
 python="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[local,dev]'
+.venv/bin/python -m pip install -q -e '.[local,gpu,dev]'
