@@ -12,6 +12,7 @@ valid for the ``local`` provisioner.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -194,6 +195,27 @@ class NginxSpec:
         help="name an nginx site template (relative to the profile) to replace "
         "the shipped one, or leave empty",
     )
+    tls: bool = spec(False, help="set tls = true if nginx serves HTTPS")
+    https_port: int = spec(443, help="set the HTTPS port nginx listens on")
+    server_name: str = spec(
+        "localhost", help="set the host name the certificate must be valid for"
+    )
+    ca_file: str = spec(
+        "",
+        help="name the CA bundle (relative to the profile) that must verify the "
+        "certificate, or leave empty for the system's trust store",
+    )
+    certificate: str = spec(
+        "",
+        help="name a certificate chain file for the local stack's nginx to serve, "
+        "or leave empty to have one generated",
+    )
+    certificate_key: str = spec(
+        "", help="name the private key file that goes with nginx.certificate"
+    )
+    tls_min_days: int = spec(
+        14, help="set how many days the certificate must stay valid at least"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,9 +377,20 @@ def check_consistency(profile: Profile) -> None:
             f"use names out of {', '.join(ALL_GATES)}",
         )
 
+    if bool(doc.nginx.certificate) != bool(doc.nginx.certificate_key):
+        raise SchemaError(
+            "nginx.certificate_key" if doc.nginx.certificate else "nginx.certificate",
+            "",
+            "a certificate and its key go together",
+            "set both nginx.certificate and nginx.certificate_key, or neither",
+        )
+
     for label, relative in (
         ("nginx.site", doc.nginx.site),
         ("nats.config", doc.nats.config),
+        ("nginx.ca_file", doc.nginx.ca_file),
+        ("nginx.certificate", doc.nginx.certificate),
+        ("nginx.certificate_key", doc.nginx.certificate_key),
     ):
         if relative and not profile.resolve(relative).is_file():
             raise SchemaError(
@@ -388,6 +421,8 @@ def _check_ports(doc: ProfileDocument) -> None:
         ("nats.monitor_port", doc.nats.monitor_port),
         ("nginx.http_port", doc.nginx.http_port),
     ]
+    if doc.nginx.tls:
+        ports.append(("nginx.https_port", doc.nginx.https_port))
     ports += [(f"services.{n}.port", s.port) for n, s in doc.services.items()]
 
     for key, port in ports:
@@ -404,8 +439,17 @@ def _check_ports(doc: ProfileDocument) -> None:
 
 def with_ports(doc: ProfileDocument, ports: dict[str, int]) -> ProfileDocument:
     """Return ``doc`` with ports set from dotted keys such as ``nats.client_port``."""
+    return with_values(doc, ports)
+
+
+def with_values(doc: ProfileDocument, values: Mapping[str, object]) -> ProfileDocument:
+    """Return ``doc`` with settings replaced by dotted keys, as ``nginx.ca_file``.
+
+    Keys name a field of a top-level table or ``services.NAME.port``; the
+    values are not validated again.
+    """
     tables: dict[str, Any] = {}
-    for key, port in ports.items():
+    for key, port in values.items():
         head, _, rest = key.partition(".")
         tables.setdefault(head, {})[rest] = port
 
@@ -431,5 +475,7 @@ def zero_ports(doc: ProfileDocument) -> list[str]:
         for f in fields(getattr(doc, table))
         if f.name.endswith("port") and getattr(getattr(doc, table), f.name) == 0
     ]
+    if not doc.nginx.tls and "nginx.https_port" in keys:
+        keys.remove("nginx.https_port")
     keys += [f"services.{n}.port" for n, s in doc.services.items() if s.port == 0]
     return keys

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from helpers import SUITES, local_profile
 
-SECURITY = str(SUITES / "security")
+SECURITY = str(SUITES / "security" / "test_exposure.py")
 
 
 def test_loopback_stack_passes(tmp_path, run_suite):

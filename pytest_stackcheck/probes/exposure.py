@@ -72,7 +72,8 @@ def component_ports(stack: LiveStack) -> dict[str, list[int]]:
     """Return the ports of each component the profile names."""
     doc = stack.profile.doc
     ports: dict[str, list[int]] = {
-        "nginx": [doc.nginx.http_port],
+        "nginx": [doc.nginx.http_port]
+        + ([doc.nginx.https_port] if doc.nginx.tls else []),
         "postgres": [doc.postgres.port],
         "nats": [doc.nats.client_port, doc.nats.monitor_port],
     }

@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import Protocol
 
 from pytest_stackcheck.errors import ProvisionError
-from pytest_stackcheck.profile import Profile, load_profile, with_ports
+from pytest_stackcheck.profile import (
+    Profile,
+    load_profile,
+    with_ports,
+    with_values,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +36,9 @@ class LiveStack:
     supervisor_socket: Path | None = None
     started_at: float = 0.0
     owned: bool = False
+    settings: dict[str, str] = field(default_factory=dict)
+    """Profile values the provisioner filled in, by dotted key (certificate
+    paths, for example), so that attached workers see the same profile."""
 
     @property
     def name(self) -> str:
@@ -93,6 +101,7 @@ class LiveStack:
                 str(self.supervisor_socket) if self.supervisor_socket else None
             ),
             "started_at": self.started_at,
+            "settings": self.settings,
         }
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
@@ -104,7 +113,9 @@ class LiveStack:
         state = json.loads(path.read_text(encoding="utf-8"))
         profile = load_profile(Path(state["profile"]))
         ports = {str(k): int(v) for k, v in state["ports"].items()}
-        profile = Profile(profile.path, with_ports(profile.doc, ports))
+        settings = {str(k): str(v) for k, v in state.get("settings", {}).items()}
+        doc = with_values(with_ports(profile.doc, ports), settings)
+        profile = Profile(profile.path, doc)
 
         def optional_path(key: str) -> Path | None:
             value = state.get(key)
@@ -119,6 +130,7 @@ class LiveStack:
             supervisor_socket=optional_path("supervisor_socket"),
             started_at=float(state["started_at"]),
             owned=False,
+            settings=settings,
         )
 
 

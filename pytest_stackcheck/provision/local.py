@@ -29,7 +29,14 @@ from pytest_stackcheck.control.supervisor import SupervisorControl
 from pytest_stackcheck.errors import ProvisionError, StackcheckError
 from pytest_stackcheck.probes.http import HealthReading, read_health
 from pytest_stackcheck.probes.wait import wait_until
-from pytest_stackcheck.profile import HealthSpec, Profile, with_ports, zero_ports
+from pytest_stackcheck.profile import (
+    HealthSpec,
+    Profile,
+    ProfileDocument,
+    with_ports,
+    with_values,
+    zero_ports,
+)
 from pytest_stackcheck.provision import local_postgres
 from pytest_stackcheck.provision.base import LiveStack
 from pytest_stackcheck.provision.local_config import (
@@ -107,6 +114,8 @@ class LocalProvisioner:
         keys = zero_ports(profile.doc)
         ports = dict(zip(keys, free_ports(len(keys)), strict=True))
         doc = with_ports(profile.doc, ports)
+        settings = _tls_settings(profile, doc, layout) if doc.nginx.tls else {}
+        doc = with_values(doc, settings)
         live_profile = Profile(profile.path, doc)
         secrets = _generate_secrets(profile)
 
@@ -156,6 +165,7 @@ class LocalProvisioner:
             supervisor_socket=layout.supervisor_socket,
             started_at=started,
             owned=True,
+            settings=settings,
         )
         self._start_programs(stack, control, layout)
         log.info("local stack up in %.2f s at %s", time.time() - started, layout.root)
@@ -238,6 +248,33 @@ def _generate_secrets(profile: Profile) -> dict[str, str]:
     names = [profile.doc.postgres.password_env]
     names += [service.token_env for service in profile.doc.services.values()]
     return {name: secrets_module.token_urlsafe(24) for name in names if name}
+
+
+def _tls_settings(
+    profile: Profile, doc: ProfileDocument, layout: Layout
+) -> dict[str, str]:
+    """Return the certificate paths nginx serves and the checks trust.
+
+    The profile's own certificate is served where it names one; otherwise a
+    CA and a certificate for the server name and nginx's address are made.
+    """
+    nginx = doc.nginx
+    ca_file = str(profile.resolve(nginx.ca_file)) if nginx.ca_file else ""
+    if nginx.certificate:
+        return {
+            "nginx.certificate": str(profile.resolve(nginx.certificate)),
+            "nginx.certificate_key": str(profile.resolve(nginx.certificate_key)),
+            "nginx.ca_file": ca_file,
+        }
+
+    from pytest_stackcheck.provision.local_tls import make_certificates
+
+    files = make_certificates(layout.root / "tls", [nginx.server_name, nginx.host])
+    return {
+        "nginx.certificate": str(files.certificate),
+        "nginx.certificate_key": str(files.key),
+        "nginx.ca_file": ca_file or str(files.ca_file),
+    }
 
 
 class _CrashWatch:
