@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import pytest
 
+from pytest_stackcheck.backup.spec import BackupSpec, check_backup
 from pytest_stackcheck.schema import SchemaError, build, spec
 
 ALL_GATES = (
@@ -215,6 +216,7 @@ class ProfileDocument:
     policy: Policy = spec(factory=Policy, help="write a [policy] table")
     timeouts: Timeouts = spec(factory=Timeouts, help="write a [timeouts] table")
     local: LocalSpec = spec(factory=LocalSpec, help="write a [local] table")
+    backup: BackupSpec = spec(factory=BackupSpec, help="write a [backup] table")
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +350,7 @@ def check_consistency(profile: Profile) -> None:
                 "name an existing file, relative to the profile",
             )
 
+    check_backup(doc.backup, profile.path.parent)
     _check_ports(doc)
 
 
