@@ -44,7 +44,7 @@ def install_without_extension(extension: str) -> tuple[Path, Path]:
     new_bindir = mirrored(bindir)
     new_bindir.mkdir(parents=True)
     # The server resolves symbolic links to find itself, so it is copied.
-    for program in ("postgres", "psql", "pg_config"):
+    for program in ("initdb", "postgres", "psql", "pg_config"):
         shutil.copy2(bindir / program, new_bindir / program)
 
     new_lib = mirrored(pkglibdir)

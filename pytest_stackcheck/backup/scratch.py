@@ -1,7 +1,7 @@
 """A throwaway PostgreSQL server that restores are made into.
 
 Restores never touch the deployment's server: each run starts a private
-server from a cached initdb template, listening on a unix socket only, in a
+server from a cached bare initdb cluster, listening on a unix socket only, in a
 temporary directory that ``stop`` removes. Its roles come only from the
 backup's globals dump, so a backup that lacks them fails the restore. When
 pytest runs as root the server runs as an unprivileged user, because
@@ -58,7 +58,7 @@ class ScratchServer:
         return self.socket_dir.parent / "postgresql.log"
 
     def start(self) -> None:
-        """Create the data directory from the template and start the server."""
+        """Copy the cached bare cluster into a new directory and start the server."""
         for program in ("postgres", "psql"):
             if not (self.bindir / program).exists():
                 raise ScratchServerError(
@@ -77,11 +77,12 @@ class ScratchServer:
     def _start(self) -> None:
         assert self.root is not None
         data = self.root / "data"
-        local_postgres.make_data_dir(self.bindir, data, self.run_as)
+        template = bare_cluster(self.bindir, self.run_as)
+        shutil.copytree(template, data, symlinks=True)
+        _give_tree(data, self.run_as)
+        data.chmod(0o700)
         self.socket_dir.mkdir(mode=0o700)
-        if self.run_as:
-            entry = pwd.getpwnam(self.run_as)
-            os.chown(self.socket_dir, entry.pw_uid, entry.pw_gid)
+        _give_tree(self.socket_dir, self.run_as)
 
         command = [
             str(self.bindir / "postgres"),
@@ -193,6 +194,85 @@ class ScratchServer:
             shutil.rmtree(self.root, ignore_errors=True)
             log.info("scratch PostgreSQL at %s removed", self.root)
             self.root = None
+
+
+def bare_cluster(bindir: Path, run_as: str | None) -> Path:
+    """Return a cached empty cluster (initdb output only) for ``bindir``'s version.
+
+    It contains no role but the superuser and no database but the defaults, so
+    everything else on the scratch server comes from the backup.
+    """
+    version = local_postgres.server_version(bindir)
+    template = local_postgres.cache_dir() / f"scratch-initdb-{version}"
+    if (template / "PG_VERSION").exists():
+        return template
+
+    initdb = bindir / "initdb"
+    if not initdb.exists():
+        raise ScratchServerError(
+            f"{initdb} does not exist and no cached cluster for PostgreSQL "
+            f"{version} is in {template.parent}; set backup.scratch_bindir to a "
+            "directory that holds initdb"
+        )
+    # initdb runs as the unprivileged user, who cannot enter root's cache
+    # directory, so it writes to a private temporary directory first.
+    staging_root = Path(tempfile.mkdtemp(prefix="stackcheck-scratch-initdb-"))
+    try:
+        staging_root.chmod(0o755)
+        staging = staging_root / "data"
+        staging.mkdir()
+        _give_tree(staging, run_as)
+        result = subprocess.run(
+            [
+                str(initdb),
+                "-D",
+                str(staging),
+                "-U",
+                SUPERUSER,
+                "--auth-local=trust",
+                "--auth-host=reject",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            user=run_as,
+            cwd="/",
+        )
+        if result.returncode != 0:
+            raise ScratchServerError(
+                f"initdb for the scratch server failed with exit status "
+                f"{result.returncode}: {result.stderr.strip()[-500:]}"
+            )
+        template.parent.mkdir(parents=True, exist_ok=True)
+        partial = template.with_name(f"{template.name}.{os.getpid()}.partial")
+        shutil.copytree(staging, partial, symlinks=True)
+        try:
+            partial.rename(template)
+        except OSError:
+            # Another process filled the cache first; its copy is as good.
+            shutil.rmtree(partial, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging_root, ignore_errors=True)
+    log.info("scratch cluster template for PostgreSQL %s at %s", version, template)
+    return template
+
+
+def _give_tree(root: Path, user: str | None) -> None:
+    if not user:
+        return
+    entry = pwd.getpwnam(user)
+    os.chown(root, entry.pw_uid, entry.pw_gid)
+    for directory, subdirs, files in os.walk(root):
+        for name in subdirs + files:
+            os.chown(
+                os.path.join(directory, name),
+                entry.pw_uid,
+                entry.pw_gid,
+                follow_symlinks=False,
+            )
 
 
 def scratch_bindir(configured: str) -> Path:
