@@ -98,6 +98,17 @@ class JobRun:
         return "\n".join(lines[-OUTPUT_TAIL_LINES:]) or "(no output)"
 
 
+def local_workdir(stack: LiveStack) -> Path | None:
+    """Return the directory of a local stack this run started, else None.
+
+    pytest-xdist workers attach to the controller's stack and so do not own
+    it, which is why the provisioner is checked instead of ``stack.owned``.
+    """
+    if stack.profile.doc.stack.provisioner != "local" or stack.workdir is None:
+        return None
+    return stack.workdir
+
+
 def job_target(stack: LiveStack) -> JobTarget:
     """Resolve the backup job of ``stack`` from its profile."""
     profile = stack.profile
@@ -106,20 +117,22 @@ def job_target(stack: LiveStack) -> JobTarget:
     script = profile.resolve(backup.script) if backup.script else SHIPPED_SCRIPT
 
     host = postgres.host
+    local_dir = local_workdir(stack)
+    if local_dir is not None:
+        # The local stack's superuser logs in without a password, over the
+        # private socket directory only.
+        host = str(local_dir / "pgsocket")
+
     if backup.archive_dir:
         archive_dir = profile.resolve(backup.archive_dir)
-    elif stack.owned and stack.workdir is not None:
-        archive_dir = stack.workdir / "backups"
-        # The local stack's superuser logs in without a password over the
-        # private socket directory only.
-        host = str(stack.workdir / "pgsocket")
+    elif local_dir is not None:
+        archive_dir = local_dir / "backups"
+        archive_dir.mkdir(mode=0o700, exist_ok=True)
     else:
         raise BackupConfigError(
             f"stack {stack.name}: backup.archive_dir is empty; set it to the "
             "directory the deployment's backup job writes to"
         )
-    if stack.owned and stack.workdir is not None and not backup.archive_dir:
-        archive_dir.mkdir(mode=0o700, exist_ok=True)
 
     return JobTarget(
         script=script,

@@ -51,7 +51,7 @@ def job_lock(stack, target: job.JobTarget):  # type: ignore[no-untyped-def]
     from filelock import FileLock
 
     digest = hashlib.sha256(str(target.archive_dir).encode()).hexdigest()[:16]
-    directory = stack.workdir if stack.owned else Path(tempfile.gettempdir())
+    directory = job.local_workdir(stack) or Path(tempfile.gettempdir())
     return FileLock(directory / f"stackcheck-backup-{digest}.lock")
 
 
