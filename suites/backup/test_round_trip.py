@@ -9,6 +9,8 @@ must succeed. The scratch database is dropped afterwards.
 
 from __future__ import annotations
 
+import fnmatch
+
 import pytest
 
 from pytest_stackcheck.backup import archives
@@ -30,9 +32,7 @@ def test_backup_job_succeeds(stack, backup_target, backup_run, evidence):
     for database in stack.profile.doc.postgres.databases:
         pattern = archives.database_pattern(backup.archive_glob, database)
         written = [
-            name
-            for name in backup_run.new_files
-            if archives.fnmatch.fnmatchcase(name, pattern)
+            name for name in backup_run.new_files if fnmatch.fnmatchcase(name, pattern)
         ]
         assert written, (
             f"the job exited 0 but wrote no archive matching {pattern!r} for "
