@@ -19,6 +19,7 @@ from helpers import REPO, local_profile
 
 from pytest_stackcheck.backup import archives, job
 from pytest_stackcheck.control.supervisor import SupervisorControl
+from pytest_stackcheck.errors import StackcheckError
 from pytest_stackcheck.probes.wait import wait_until
 from pytest_stackcheck.profile import load_profile
 from pytest_stackcheck.provision.base import LiveStack
@@ -165,3 +166,25 @@ def test_successful_run_rotates_expired(live_stack, archive_dir):
     # 0.5 to 6.5 days stay, 7.5 to 9.5 go, and the new archive is added.
     assert _good_archives(archive_dir) == dict.fromkeys([*DATABASES, "globals"], 8)
     assert len(run.removed_files) == 3 * (len(DATABASES) + 1)
+
+
+def test_directory_lock_times_out(archive_dir):
+    # flock locks belong to the open file, so a second open conflicts even
+    # within one process.
+    with (
+        job.directory_lock(archive_dir, 1.0),
+        pytest.raises(StackcheckError, match="another backup job held"),
+        job.directory_lock(archive_dir, 0.3),
+    ):
+        pass
+
+    with job.directory_lock(archive_dir, 0.3):
+        assert job.list_files(archive_dir) == set()
+
+
+def test_directory_lock_needs_directory(tmp_path):
+    with (
+        pytest.raises(job.BackupConfigError, match="does not exist"),
+        job.directory_lock(tmp_path / "missing", 0.3),
+    ):
+        pass

@@ -8,10 +8,13 @@ script can be run the same way as the shipped one.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -152,6 +155,37 @@ def list_files(directory: Path) -> set[str]:
     if not directory.is_dir():
         return set()
     return {entry.name for entry in directory.iterdir() if entry.is_file()}
+
+
+@contextlib.contextmanager
+def directory_lock(directory: Path, timeout_s: float) -> Iterator[None]:
+    """Hold an exclusive flock on ``directory`` itself, so no lock file is left.
+
+    pytest-xdist workers each run the job once, and this keeps two runs from
+    rotating the same directory at the same time.
+    """
+    if not directory.is_dir():
+        raise BackupConfigError(
+            f"archive directory {directory} does not exist; create it or set "
+            "backup.archive_dir to the job's directory"
+        )
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise StackcheckError(
+                        f"another backup job held {directory} for more than "
+                        f"{timeout_s} s; wait for it or raise backup.job_timeout_s"
+                    ) from None
+                time.sleep(0.1)
+        yield
+    finally:
+        os.close(descriptor)
 
 
 def _command(script: Path) -> list[str]:

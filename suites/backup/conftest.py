@@ -1,12 +1,11 @@
 """Fixtures of the backup gates: one job run, its archives and a restore server.
 
-Under pytest-xdist every worker runs the job once, one worker at a time (a
-file lock keyed by the archive directory), and starts its own scratch server.
+Under pytest-xdist every worker runs the job once, one worker at a time (an
+flock on the archive directory), and starts its own scratch server.
 """
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,19 +41,6 @@ class RestoreServer:
     globals_error: str
 
 
-def job_lock(stack, target: job.JobTarget):  # type: ignore[no-untyped-def]
-    """Return a file lock that serializes job runs on one archive directory.
-
-    A stack this run started keeps the lock in its own directory, which
-    teardown removes; other stacks keep it in the temporary directory.
-    """
-    from filelock import FileLock
-
-    digest = hashlib.sha256(str(target.archive_dir).encode()).hexdigest()[:16]
-    directory = job.local_workdir(stack) or Path(tempfile.gettempdir())
-    return FileLock(directory / f"stackcheck-backup-{digest}.lock")
-
-
 @pytest.fixture(scope="session")
 def backup_target(stack) -> job.JobTarget:
     """The stack's backup job: script, archive directory and connection."""
@@ -81,9 +67,10 @@ def backup_before(stack, backup_target) -> BeforeJob:
 
 
 @pytest.fixture(scope="session")
-def backup_run(stack, backup_target, backup_before) -> job.JobRun:
+def backup_run(backup_target, backup_before) -> job.JobRun:
     """One run of the backup job against the stack, after ``backup_before``."""
-    with job_lock(stack, backup_target):
+    # Another worker's run takes at most one job timeout; twice that is a margin.
+    with job.directory_lock(backup_target.archive_dir, 2 * backup_target.timeout_s):
         return job.run_job(backup_target)
 
 
