@@ -74,3 +74,20 @@ def test_b2_restore_server_without_extension_fails(tmp_path, run_suite):
         assert f"that {database} needs" in output
     result.stdout.fnmatch_lines(["backup *fail*", "deployment verdict: BLOCKED*"])
     assert result.ret == 1
+
+
+def test_b2_job_without_globals_fails(tmp_path, run_suite):
+    script = CASES / "b2-no-globals.sh"
+    profile = _with_backup(tmp_path, f"script = '{script}'")
+    result = run_suite(profile, BACKUP, "-m", "backup")
+
+    output = result.stdout.str()
+    assert "per-database dumps carry no roles" in output
+    result.stdout.fnmatch_lines(
+        [
+            "FAILED *test_globals_restore_roles*",
+            "FAILED *test_round_trip*singularity*",
+        ]
+    )
+    result.stdout.fnmatch_lines(["backup *fail*", "deployment verdict: BLOCKED*"])
+    assert result.ret == 1
