@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import pytest
 
-from pytest_stackcheck.backup.spec import BackupSpec, check_backup
+from pytest_stackcheck.backup.spec import BackupSpec
 from pytest_stackcheck.schema import SchemaError, build, spec
 
 ALL_GATES = (
@@ -213,10 +213,10 @@ class ProfileDocument:
     postgres: PostgresSpec = spec(help="write a [postgres] table")
     nats: NatsSpec = spec(help="write a [nats] table")
     nginx: NginxSpec = spec(help="write an [nginx] table with its routes")
+    backup: BackupSpec = spec(factory=BackupSpec, help="write a [backup] table")
     policy: Policy = spec(factory=Policy, help="write a [policy] table")
     timeouts: Timeouts = spec(factory=Timeouts, help="write a [timeouts] table")
     local: LocalSpec = spec(factory=LocalSpec, help="write a [local] table")
-    backup: BackupSpec = spec(factory=BackupSpec, help="write a [backup] table")
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,7 +350,6 @@ def check_consistency(profile: Profile) -> None:
                 "name an existing file, relative to the profile",
             )
 
-    check_backup(doc.backup, profile.path.parent)
     _check_ports(doc)
 
 

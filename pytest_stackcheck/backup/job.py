@@ -118,6 +118,11 @@ def job_target(stack: LiveStack) -> JobTarget:
     backup = profile.doc.backup
     postgres = profile.doc.postgres
     script = profile.resolve(backup.script) if backup.script else SHIPPED_SCRIPT
+    if not script.is_file():
+        raise BackupConfigError(
+            f"backup.script = {backup.script!r}: file {script} not found; name "
+            "an existing script, relative to the profile"
+        )
 
     host = postgres.host
     local_dir = local_workdir(stack)

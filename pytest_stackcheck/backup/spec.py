@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from pytest_stackcheck.schema import SchemaError, spec
 
@@ -63,34 +62,26 @@ class BackupSpec:
         600.0, help="set the seconds the restore of one archive may take"
     )
 
-
-def check_backup(backup: BackupSpec, profile_dir: Path) -> None:
-    """Check the rules of the ``[backup]`` table, raising SchemaError."""
-    if backup.retention_days < 1:
-        raise SchemaError(
-            "backup.retention_days",
-            backup.retention_days,
-            "retention must keep at least one day",
-            "set retention_days to 1 or more",
-        )
-    if backup.max_age_hours <= 0:
-        raise SchemaError(
-            "backup.max_age_hours",
-            backup.max_age_hours,
-            "the maximum age must be positive",
-            "set max_age_hours to the hours between two runs plus a margin",
-        )
-    if "{database}" not in backup.archive_glob:
-        raise SchemaError(
-            "backup.archive_glob",
-            backup.archive_glob,
-            "the pattern does not contain {database}",
-            "write it as '{database}-*.sql.gz'",
-        )
-    if backup.script and not (profile_dir / backup.script).is_file():
-        raise SchemaError(
-            "backup.script",
-            backup.script,
-            f"file {(profile_dir / backup.script).resolve()} does not exist",
-            "name an existing script, relative to the profile",
-        )
+    def __post_init__(self) -> None:
+        """Check the values against each other, raising SchemaError."""
+        if self.retention_days < 1:
+            raise SchemaError(
+                "backup.retention_days",
+                self.retention_days,
+                "retention must keep at least one day",
+                "set retention_days to 1 or more",
+            )
+        if self.max_age_hours <= 0:
+            raise SchemaError(
+                "backup.max_age_hours",
+                self.max_age_hours,
+                "the maximum age must be positive",
+                "set max_age_hours to the hours between two runs plus a margin",
+            )
+        if "{database}" not in self.archive_glob:
+            raise SchemaError(
+                "backup.archive_glob",
+                self.archive_glob,
+                "the pattern does not contain {database}",
+                "write it as '{database}-*.sql.gz'",
+            )
