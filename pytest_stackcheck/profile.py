@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import pytest
 
+from pytest_stackcheck.backup.spec import BackupSpec
 from pytest_stackcheck.gpu.settings import GpuSpec
 from pytest_stackcheck.schema import SchemaError, build, spec
 
@@ -251,6 +252,7 @@ class ProfileDocument:
     postgres: PostgresSpec = spec(help="write a [postgres] table")
     nats: NatsSpec = spec(help="write a [nats] table")
     nginx: NginxSpec = spec(help="write an [nginx] table with its routes")
+    backup: BackupSpec = spec(factory=BackupSpec, help="write a [backup] table")
     policy: Policy = spec(factory=Policy, help="write a [policy] table")
     timeouts: Timeouts = spec(factory=Timeouts, help="write a [timeouts] table")
     local: LocalSpec = spec(factory=LocalSpec, help="write a [local] table")
