@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def test_databases_have_schema_and_owner(tmp_path):
         provisioner.down(stack)
 
 
-def test_failed_start_cleans_up(tmp_path):
+def test_failed_start_cleans_up(tmp_path, monkeypatch):
     broken_site = tmp_path / "broken.conf.j2"
     broken_site.write_text("this is not nginx syntax;\n")
     profile = local_profile(
@@ -90,7 +91,11 @@ def test_failed_start_cleans_up(tmp_path):
             "ready_s = 60.0": "ready_s = 30.0",
         },
     )
-    before = set(Path("/tmp").glob("stackcheck-local-*"))
+    # A private temporary directory, because other workers start stacks in
+    # /tmp meanwhile; a short path keeps the unix sockets under 108 bytes.
+    private = Path(tempfile.mkdtemp(prefix="sc-"))
+    private.chmod(0o755)
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
     started = time.monotonic()
 
     with pytest.raises(ProvisionError, match="nginx exited") as failure:
@@ -99,7 +104,8 @@ def test_failed_start_cleans_up(tmp_path):
     # The crash is reported as soon as nginx exits, not after ready_s.
     assert time.monotonic() - started < 20
     assert 'unknown directive "this"' in str(failure.value)
-    assert set(Path("/tmp").glob("stackcheck-local-*")) == before
+    assert list(private.iterdir()) == []
+    private.rmdir()
 
 
 def test_xdist_workers_share_one_stack(tmp_path, run_suite):
