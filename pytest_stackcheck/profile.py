@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import pytest
 
+from pytest_stackcheck.load.spec import LoadSpec
 from pytest_stackcheck.schema import SchemaError, build, spec
 
 ALL_GATES = (
@@ -118,6 +119,11 @@ class ServiceSpec:
     token_env: str = spec(
         "", help="name the environment variable that holds the bearer token"
     )
+    args: tuple[str, ...] = spec(
+        (),
+        help="list extra command-line arguments of the reference service the "
+        "local stack runs, for example ['--latency-ms', '200']",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +221,7 @@ class ProfileDocument:
     policy: Policy = spec(factory=Policy, help="write a [policy] table")
     timeouts: Timeouts = spec(factory=Timeouts, help="write a [timeouts] table")
     local: LocalSpec = spec(factory=LocalSpec, help="write a [local] table")
+    load: LoadSpec = spec(factory=LoadSpec, help="write a [load] table")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything pytest-stackcheck needs on a fresh Debian 12 machine:
 # PostgreSQL, nginx, a virtual environment in .venv with the plugin, its
-# local-stack extras (supervisord, nats-server) and its development tools.
+# local-stack extras (supervisord, nats-server), its development tools and
+# the load extra (locust).
 # Runs as root or through sudo; safe to run again.
 set -euo pipefail
 
@@ -23,4 +24,4 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[local,dev]'
+.venv/bin/python -m pip install -q -e '.[local,dev,load]'
