@@ -158,12 +158,16 @@ class ProxyChecks:
         help="set the largest request body in bytes the gateway route must "
         "accept (nginx client_max_body_size; 0 skips the check)",
     )
+    bad_input_examples: int = spec(
+        200, help="set how many malformed requests the bad-input check sends"
+    )
 
     def __post_init__(self) -> None:
         prefix = "load.proxy"
         _require(self, prefix, "positive", ("stream_events", "first_event_s"))
         _require(self, prefix, "positive", ("stream_interval_s",))
         _require(self, prefix, "non-negative", ("slow_answer_s", "max_body_bytes"))
+        _require(self, prefix, "non-negative", ("bad_input_examples",))
 
 
 @dataclass(frozen=True, slots=True)
