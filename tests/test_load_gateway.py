@@ -29,6 +29,9 @@ def test_gateway_passes_with_shipped_slos(tmp_path, run_suite):
     assert (files / "locust.html").is_file()
     assert _evidence(report, "load.gateway.p95_ms measured") < 1000
     assert _evidence(report, "load.gateway.max_error_rate measured") == 0
+    signoff = (report / "signoff.html").read_text()
+    assert "<h2>LLM gateway latency</h2>" in signoff
+    assert "<h2>LLM gateway throughput</h2>" in signoff
 
 
 def test_tightened_p95_fails_naming_it(tmp_path, run_suite):

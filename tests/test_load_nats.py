@@ -8,10 +8,13 @@ NATS = str(SUITES / "load" / "test_nats.py")
 
 
 def test_nats_passes_with_shipped_slos(tmp_path, run_suite):
-    result = run_suite(local_profile(tmp_path), NATS)
+    report = tmp_path / "report"
+    result = run_suite(local_profile(tmp_path), NATS, "--gate-report", str(report))
 
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["load *pass*", "deployment verdict: OK"])
+    signoff = (report / "signoff.html").read_text()
+    assert "<h2>NATS request/reply latency on llm.request</h2>" in signoff
 
 
 def test_unreachable_publish_rate_fails(tmp_path, run_suite):

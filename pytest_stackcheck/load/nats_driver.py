@@ -44,6 +44,7 @@ class NatsLoadResult:
     published: int
     publish_s: float
     request_latencies_s: tuple[float, ...]
+    request_sent_at_s: tuple[float, ...]
     request_failures: int
     request_s: float
     first_request_error: str
@@ -108,10 +109,14 @@ async def publish_core(url: str, spec: NatsLoad) -> tuple[int, float]:
 
 async def request_reply(
     url: str, spec: NatsLoad
-) -> tuple[list[float], int, float, str]:
-    """Send chat requests from concurrent tasks; return latencies and failures."""
+) -> tuple[list[tuple[float, float]], int, float, str]:
+    """Send chat requests from concurrent tasks.
+
+    Returns (send time, latency) of each answered request in seconds from
+    the start, the failure count, the phase's seconds and the first error.
+    """
     client = await _connect(url)
-    latencies: list[float] = []
+    samples: list[tuple[float, float]] = []
     failures = 0
     first_error = ""
     started = time.perf_counter()
@@ -142,11 +147,11 @@ async def request_reply(
                 failures += 1
                 first_error = first_error or repr(exc)
                 continue
-            latencies.append(time.perf_counter() - sent)
+            samples.append((sent - started, time.perf_counter() - sent))
 
     try:
         await asyncio.gather(*(worker(i) for i in range(spec.request_concurrency)))
-        return latencies, failures, time.perf_counter() - started, first_error
+        return samples, failures, time.perf_counter() - started, first_error
     finally:
         await client.close()  # type: ignore[attr-defined]
 
@@ -191,14 +196,15 @@ async def publish_jetstream(url: str, spec: NatsLoad) -> tuple[int, float, str]:
 async def drive(url: str, spec: NatsLoad, jetstream: bool) -> NatsLoadResult:
     """Run the three phases one after another and collect what they measured."""
     published, publish_s = await publish_core(url, spec)
-    latencies, failures, request_s, first_error = await request_reply(url, spec)
+    samples, failures, request_s, first_error = await request_reply(url, spec)
     acked, jetstream_s, jetstream_error = 0, 0.0, "JetStream is off in the profile"
     if jetstream:
         acked, jetstream_s, jetstream_error = await publish_jetstream(url, spec)
     return NatsLoadResult(
         published=published,
         publish_s=publish_s,
-        request_latencies_s=tuple(latencies),
+        request_latencies_s=tuple(latency for _, latency in samples),
+        request_sent_at_s=tuple(sent for sent, _ in samples),
         request_failures=failures,
         request_s=request_s,
         first_request_error=first_error,
@@ -212,6 +218,22 @@ def run_nats_load(url: str, spec: NatsLoad, jetstream: bool) -> NatsLoadResult:
     """Run the NATS load driver to completion in a fresh event loop."""
     log.info("NATS load: %.1f s per phase against %s", spec.duration_s, url)
     return asyncio.run(drive(url, spec, jetstream))
+
+
+def latency_over_time(
+    result: NatsLoadResult, bucket_s: float = 0.25
+) -> dict[str, list[tuple[float, float]]]:
+    """Return p50 and p95 request/reply latency (ms) per ``bucket_s`` of sending."""
+    buckets: dict[int, list[float]] = {}
+    for sent, latency in zip(
+        result.request_sent_at_s, result.request_latencies_s, strict=True
+    ):
+        buckets.setdefault(int(sent / bucket_s), []).append(latency * 1000)
+    series: dict[str, list[tuple[float, float]]] = {"p50": [], "p95": []}
+    for index in sorted(buckets):
+        series["p50"].append((index * bucket_s, percentile(buckets[index], 0.50)))
+        series["p95"].append((index * bucket_s, percentile(buckets[index], 0.95)))
+    return series
 
 
 def judge_nats(result: NatsLoadResult, spec: NatsLoad, jetstream: bool) -> Verdict:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_stackcheck.load.nats_driver import judge_nats, run_nats_load
+from pytest_stackcheck.load.nats_driver import (
+    judge_nats,
+    latency_over_time,
+    run_nats_load,
+)
 
 
 @pytest.mark.gate("load", item="NATS meets its SLOs under load")
@@ -20,4 +24,10 @@ def test_nats_slo(stack, evidence):
     evidence.record("load.nats.published", result.published)
     evidence.record("load.nats.requests", result.requests)
     evidence.record("load.nats.jetstream_acked", result.jetstream_acked)
+    evidence.plot(
+        f"NATS request/reply latency on {spec.request_subject}",
+        latency_over_time(result),
+        "elapsed (s)",
+        "latency (ms)",
+    )
     assert verdict.ok, verdict.message()
