@@ -186,8 +186,11 @@ class ChatStreamUser(_GatewayUser):
 
 
 def _read_events(chunks: object) -> tuple[list[float], bool, str]:
-    """Return the arrival time of each content event, whether [DONE] came, and
-    an error message (empty when the stream was well formed)."""
+    """Read server-sent events and time each content event.
+
+    Returns the arrival times, whether ``data: [DONE]`` came, and an error
+    message that is empty when the stream was well formed.
+    """
     arrivals: list[float] = []
     buffer = b""
     for chunk in chunks:  # type: ignore[attr-defined]

@@ -1,7 +1,7 @@
 """Gateway load: locust against the LLM gateway through nginx, judged by SLOs.
 
 One LLM request is one submit (``POST /request``), one chat completion or
-one streamed chat completion; the polls of a submitted request are HTTP
+one streamed chat completion. The polls of a submitted request are HTTP
 requests but not LLM requests. Latency SLOs apply to what a client waits
 for: each HTTP request, each whole stream, and for submit-and-poll the time
 until the answer is ready. Each percentile is judged on the slowest entry.
@@ -44,7 +44,7 @@ def gateway_token(stack: LiveStack, spec: GatewayLoad) -> str:
 def gateway_run(
     stack: LiveStack, spec: GatewayLoad, out_dir: Path, workers: int
 ) -> LocustRun:
-    """Describe the locust run the profile asks for against this stack."""
+    """Describe the locust run the profile requests against this stack."""
     return LocustRun(
         locustfile=GATEWAY_LOCUSTFILE,
         host=stack.nginx_url + spec.route.rstrip("/"),
@@ -62,7 +62,7 @@ def gateway_run(
 
 
 def requested_rps(spec: GatewayLoad) -> float:
-    """Return the LLM requests per second the profile asks for, or 0 for "max"."""
+    """Return the LLM requests per second the profile requests, or 0 for "max"."""
     return spec.users * spec.user_rps
 
 
@@ -87,7 +87,7 @@ def judge_gateway(result: LocustResult, spec: GatewayLoad, workers: int) -> Verd
     requests = sum(entry.requests for entry in entries)
     failures = sum(entry.failures for entry in entries)
     rate = llm_request_rps(result)
-    wanted_rate = requested_rps(spec)
+    requested_rate = requested_rps(spec)
 
     invalid: list[str] = []
     if requests == 0:
@@ -102,14 +102,14 @@ def judge_gateway(result: LocustResult, spec: GatewayLoad, workers: int) -> Verd
         invalid.append(
             f"{result.workers_connected} of {workers} locust workers connected"
         )
-    if wanted_rate and rate < REACHED_SHARE * wanted_rate:
+    if requested_rate and rate < REACHED_SHARE * requested_rate:
         invalid.append(
-            f"reached {rate:.1f} LLM requests/s of the {wanted_rate:g} requested "
+            f"reached {rate:.1f} LLM requests/s of the {requested_rate:g} requested "
             f"(users * user_rps); the gateway or the load generator could not "
             "keep up"
         )
 
-    min_rps = spec.min_rps or REACHED_SHARE * wanted_rate
+    min_rps = spec.min_rps or REACHED_SHARE * requested_rate
     thresholds = [
         *_worst_latencies(entries, spec),
         Threshold(

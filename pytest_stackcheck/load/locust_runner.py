@@ -50,7 +50,7 @@ class LoadRunError(StackcheckError):
 
 @dataclass(frozen=True, slots=True)
 class LocustRun:
-    """What to run: the locustfile, its target and the shape of the load."""
+    """A locust run: the locustfile, its target and the shape of the load."""
 
     locustfile: Path
     host: str
@@ -134,7 +134,7 @@ def _command(run: LocustRun, *extra: str) -> list[str]:
 
 
 def run_locust(run: LocustRun) -> LocustResult:
-    """Run locust as ``run`` says and return its statistics.
+    """Run locust as ``run`` describes and return its statistics.
 
     Raises LoadRunError when locust fails to start, runs far past its
     duration, or leaves no statistics; the message carries its log's end.

@@ -1,6 +1,6 @@
 """SLO verdicts: every threshold with its measured value, and why a run is void.
 
-A verdict passes only when each threshold holds and the run itself was
+A verdict passes only when each threshold is met and the run itself was
 valid: a run that never reached the requested users or rate, or completed
 no request at all, fails with that reason instead of being judged on the
 little it measured.
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 
 class Bound(enum.Enum):
-    """Which side of its limit a measured value must stay on."""
+    """The side of its limit that a measured value must stay on."""
 
     AT_MOST = "<="
     AT_LEAST = ">="

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
+
+# Maximum seconds a load check waits for another to finish. The slow
+# answer check alone may take twice load.proxy.slow_answer_s.
+LOCK_WAIT_S = 900.0
 
 
 @pytest.fixture
@@ -28,3 +35,17 @@ def load_workers(request: pytest.FixtureRequest) -> int:
     """The ``--load-workers`` count: locust worker processes, 0 for one process."""
     workers: int = request.config.getoption("stackcheck_load_workers")
     return workers
+
+
+@pytest.fixture
+def load_exclusive(stack) -> Iterator[None]:
+    """Hold a lock so that no other load check runs against this stack meanwhile.
+
+    Under pytest-xdist two load checks would otherwise share the stack's
+    CPU and each measure the other's load. The lock file is named after the
+    stack's nginx address, so separate stacks do not wait for each other.
+    """
+    address = stack.nginx_url.split("//", 1)[1].replace(":", "-")
+    path = Path(tempfile.gettempdir()) / f"stackcheck-load-{address}.lock"
+    with FileLock(str(path), timeout=LOCK_WAIT_S):
+        yield

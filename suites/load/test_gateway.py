@@ -8,6 +8,7 @@ from pytest_stackcheck.load.gateway import gateway_run, judge_gateway
 from pytest_stackcheck.load.locust_runner import run_locust
 
 
+@pytest.mark.usefixtures("load_exclusive")
 @pytest.mark.gate("load", item="LLM gateway meets its SLOs under load")
 def test_gateway_slo(stack, evidence, load_dir, load_workers):
     spec = stack.profile.doc.load.gateway

@@ -11,6 +11,7 @@ from pytest_stackcheck.load.nats_driver import (
 )
 
 
+@pytest.mark.usefixtures("load_exclusive")
 @pytest.mark.gate("load", item="NATS meets its SLOs under load")
 def test_nats_slo(stack, evidence):
     doc = stack.profile.doc

@@ -11,6 +11,7 @@ from pytest_stackcheck.load.proxy import (
 )
 
 
+@pytest.mark.usefixtures("load_exclusive")
 @pytest.mark.gate("load", item="streamed answers arrive event by event")
 def test_stream_not_buffered(stack, evidence):
     doc = stack.profile.doc
@@ -21,6 +22,7 @@ def test_stream_not_buffered(stack, evidence):
     assert result.ok, result.message
 
 
+@pytest.mark.usefixtures("load_exclusive")
 @pytest.mark.gate("load", item="slow answers outlast the proxy read timeout")
 def test_slow_answer_arrives(stack, evidence):
     doc = stack.profile.doc
@@ -33,6 +35,7 @@ def test_slow_answer_arrives(stack, evidence):
     assert result.ok, result.message
 
 
+@pytest.mark.usefixtures("load_exclusive")
 @pytest.mark.gate("load", item="large requests reach the gateway")
 def test_body_limit(stack, evidence):
     doc = stack.profile.doc
