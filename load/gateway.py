@@ -28,6 +28,8 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from locust import FastHttpUser, constant, constant_throughput, task
 
@@ -165,7 +167,7 @@ class ChatStreamUser(_GatewayUser):
             if response.status_code != 200:
                 response.failure(f"expected 200, got {response.status_code}")
                 return
-            arrivals, done, error = _read_events(response.iter_content(4096))
+            arrivals, done, error = _read_events(_chunks(response))
             finished = time.perf_counter()
             response.request_meta["response_time"] = (finished - started) * 1000.0
             response.request_meta["response_length"] = len(arrivals)
@@ -185,7 +187,35 @@ class ChatStreamUser(_GatewayUser):
             self.report(TIME_PER_TOKEN, per_token, len(arrivals))
 
 
-def _read_events(chunks: object) -> tuple[list[float], bool, str]:
+def _chunks(response: Any) -> Iterator[bytes]:
+    """Yield body bytes as soon as they arrive.
+
+    geventhttpclient's ``read(n)``, behind locust's ``iter_content``, waits
+    until n bytes have arrived, which would time a streamed event only when
+    later events had filled the buffer. So this reads what the socket has,
+    through the response's parser, and falls back to ``iter_content`` when
+    geventhttpclient's internals differ from version 2.6.
+    """
+    raw = getattr(response, "_response", None)
+    if not all(hasattr(raw, name) for name in ("_body_buffer", "_sock", "feed")):
+        yield from response.iter_content(4096, decode_content=False)
+        return
+
+    while True:
+        if raw._body_buffer:
+            chunk = bytes(raw._body_buffer)
+            del raw._body_buffer[:]
+            yield chunk
+            continue
+        if raw.message_complete or raw._sock is None:
+            return
+        data = raw._sock.recv(raw.block_size)
+        if not data:
+            return
+        raw.feed(data)
+
+
+def _read_events(chunks: Iterable[bytes]) -> tuple[list[float], bool, str]:
     """Read server-sent events and time each content event.
 
     Returns the arrival times, whether ``data: [DONE]`` came, and an error
@@ -193,9 +223,9 @@ def _read_events(chunks: object) -> tuple[list[float], bool, str]:
     """
     arrivals: list[float] = []
     buffer = b""
-    for chunk in chunks:  # type: ignore[attr-defined]
+    for chunk in chunks:
         now = time.perf_counter()
-        buffer += chunk if isinstance(chunk, bytes) else chunk.encode()
+        buffer += chunk
         while b"\n\n" in buffer:
             event, buffer = buffer.split(b"\n\n", 1)
             data = event.removeprefix(b"data: ")

@@ -8,6 +8,7 @@ reference gateway that answers slowly.
 from __future__ import annotations
 
 import json
+import re
 
 from helpers import SUITES, local_profile
 
@@ -64,9 +65,10 @@ def test_slow_gateway_fails_latency_slos(tmp_path, run_suite):
 
     result.assert_outcomes(failed=1)
     output = result.stdout.str()
-    assert "FAIL load.gateway.p95_ms: p95 latency of POST /v1/chat/completions" in (
-        output
-    )
+    # Whichever request is slowest is named; each waits the added 1500 ms.
+    p95 = re.search(r"FAIL load.gateway.p95_ms: p95 latency of .* = (\d+) ms", output)
+    assert p95 is not None
+    assert int(p95.group(1)) >= 1500
     assert "FAIL load.gateway.ttft_p95_ms: p95 time to first token" in output
     assert result.ret == 1
 
@@ -106,3 +108,27 @@ def test_load_workers_rejects_negative(pytester):
 
     result.stderr.fnmatch_lines(["*--load-workers='-1': expected a whole number*"])
     assert result.ret != 0
+
+
+def test_token_rate_and_first_token_measured(tmp_path, run_suite):
+    # 16 tokens 50 ms apart: the whole stream takes about 750 ms, so a first
+    # token timed at the end of the stream would show as hundreds of ms.
+    spaced = 'role = "llm-server"\nargs = ["--token-interval-ms", "50"]\n'
+    profile = local_profile(
+        tmp_path,
+        {
+            'role = "llm-server"\n': spaced,
+            "min_tokens_per_s = 10.0": "min_tokens_per_s = 1000.0",
+        },
+    )
+    result = run_suite(profile, GATEWAY)
+
+    result.assert_outcomes(failed=1)
+    output = result.stdout.str()
+    rate = re.search(r"streamed tokens per second = ([0-9.]+) tokens/s", output)
+    first = re.search(r"p95 time to first token = ([0-9.]+) ms", output)
+    assert rate is not None
+    assert first is not None
+    assert 5 < float(rate.group(1)) <= 20
+    assert float(first.group(1)) < 300
+    assert "FAIL load.gateway.min_tokens_per_s" in output
