@@ -28,7 +28,7 @@ def test_x3_buffered_stream_fails(tmp_path, run_suite):
 
     result.assert_outcomes(failed=1)
     output = result.stdout.str()
-    assert "10 events sent 1 s apart arrived in 1 bursts" in output
+    assert "10 events sent 1 s apart arrived in 1 bursts (at least 5 " in output
     assert "set proxy_buffering off" in output
     assert "later than load.proxy.first_event_s = 2 s" in output
     result.stdout.fnmatch_lines(["load *fail*", "deployment verdict: BLOCKED*"])
