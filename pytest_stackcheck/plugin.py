@@ -26,11 +26,13 @@ OPTION_GATE_REPORT = "--gate-report"
 OPTION_KEEP_STACK = "--keep-stack"
 OPTION_OPERATOR = "--operator"
 OPTION_ATTEST = "--attest"
+OPTION_LOAD_WORKERS = "--load-workers"
 
 ENV_STACK = "STACKCHECK_STACK"
 ENV_STACK_FILE = "STACKCHECK_STACK_FILE"
 ENV_GATE_REPORT = "STACKCHECK_GATE_REPORT"
 ENV_OPERATOR = "STACKCHECK_OPERATOR"
+ENV_LOAD_WORKERS = "STACKCHECK_LOAD_WORKERS"
 
 INI_STACKS_DIR = "stackcheck_stacks_dir"
 INI_STACK = "stackcheck_stack"
@@ -97,6 +99,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=[],
         help="vouch for a checklist item no machine can check; repeatable",
     )
+    group.addoption(
+        OPTION_LOAD_WORKERS,
+        dest="stackcheck_load_workers",
+        metavar="N",
+        type=_worker_count,
+        default=_worker_count(os.environ.get(ENV_LOAD_WORKERS) or "0"),
+        help="run locust as a master with N local worker processes; 0 runs "
+        f"one process (env {ENV_LOAD_WORKERS}, default 0)",
+    )
     parser.addini(
         INI_STACKS_DIR,
         "extra directory searched for stack profiles (NAME.toml)",
@@ -105,6 +116,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini(INI_STACK, "stack profile used when --stack is not given")
     parser.addini(INI_GATE_REPORT, "directory for the gate report files")
+
+
+def _worker_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise pytest.UsageError(
+            f"{OPTION_LOAD_WORKERS}={text!r}: expected a whole number of worker "
+            "processes, 0 or more; pass for example --load-workers 2"
+        )
+    return count
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -21,6 +21,7 @@ import pytest
 
 from pytest_stackcheck.backup.spec import BackupSpec
 from pytest_stackcheck.gpu.settings import GpuSpec
+from pytest_stackcheck.load.spec import LoadSpec
 from pytest_stackcheck.schema import SchemaError, build, spec
 
 ALL_GATES = (
@@ -120,6 +121,11 @@ class ServiceSpec:
     unit: str = spec("", help="set the systemd unit name (default: the service name)")
     token_env: str = spec(
         "", help="name the environment variable that holds the bearer token"
+    )
+    args: tuple[str, ...] = spec(
+        (),
+        help="list extra command-line arguments of the reference service the "
+        "local stack runs, for example ['--latency-ms', '200']",
     )
 
 
@@ -258,6 +264,7 @@ class ProfileDocument:
     local: LocalSpec = spec(factory=LocalSpec, help="write a [local] table")
     security: SecuritySpec = spec(factory=SecuritySpec, help="write a [security] table")
     gpu: GpuSpec = spec(factory=GpuSpec, help="write a [gpu] table")
+    load: LoadSpec = spec(factory=LoadSpec, help="write a [load] table")
 
 
 @dataclass(frozen=True, slots=True)

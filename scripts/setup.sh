@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install everything pytest-stackcheck needs on a fresh Debian 12 machine:
 # PostgreSQL, nginx, a virtual environment in .venv with the plugin, its
-# local-stack extras (supervisord, nats-server), the NVML bindings and its
-# development tools. gcc builds the libcuda stand-in of the GPU tests.
+# local-stack extras (supervisord, nats-server), the NVML bindings, the
+# load extra (locust) and its development tools. gcc builds the libcuda
+# stand-in of the GPU tests.
 # Runs as root or through sudo; safe to run again.
 set -euo pipefail
 
@@ -24,4 +25,4 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[local,gpu,dev]'
+.venv/bin/python -m pip install -q -e '.[local,gpu,load,dev]'

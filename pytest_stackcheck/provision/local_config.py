@@ -269,6 +269,7 @@ def _service_program(
     ]
     if service.nats:
         command += ["--nats-url", f"nats://{doc.nats.host}:{doc.nats.client_port}"]
+    command += list(service.args)
 
     environment: dict[str, str] = {"PYTHONUNBUFFERED": "1"}
     if service.database:

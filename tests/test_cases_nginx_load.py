@@ -1,0 +1,91 @@
+"""Broken nginx sites for LLM traffic: the load gate's proxy checks must fail.
+
+Each test runs the shipped proxy suite in a subprocess against a local stack
+whose nginx site is broken in one way, and checks that the failure names
+what the client saw and the nginx setting to fix. The slow-answer tests wait
+longer than nginx's 60 s default read timeout, because that default is the
+fault they catch.
+"""
+
+from __future__ import annotations
+
+from helpers import NGINX_CASES, SUITES, local_profile, with_nginx_site
+
+PROXY = str(SUITES / "load" / "test_proxy.py")
+
+
+def test_correct_site_passes_proxy_checks(tmp_path, run_suite):
+    result = run_suite(local_profile(tmp_path), PROXY)
+
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["load *pass*", "deployment verdict: OK"])
+    assert result.ret == 0
+
+
+def test_x3_buffered_stream_fails(tmp_path, run_suite):
+    profile = with_nginx_site(tmp_path, NGINX_CASES / "x3-buffered-stream.conf.j2")
+    result = run_suite(profile, PROXY, "-k", "stream")
+
+    result.assert_outcomes(failed=1)
+    output = result.stdout.str()
+    assert "10 events sent 1 s apart arrived in 1 bursts (at least 5 " in output
+    assert "set proxy_buffering off" in output
+    assert "later than load.proxy.first_event_s = 2 s" in output
+    result.stdout.fnmatch_lines(["load *fail*", "deployment verdict: BLOCKED*"])
+    assert result.ret == 1
+
+
+def test_x3_default_read_timeout_fails(tmp_path, run_suite):
+    profile = with_nginx_site(tmp_path, NGINX_CASES / "x3-default-read-timeout.conf.j2")
+    result = run_suite(profile, PROXY, "-k", "slow")
+
+    result.assert_outcomes(failed=1)
+    output = result.stdout.str()
+    assert "an answer that takes 65 s (load.proxy.slow_answer_s) got 504" in output
+    assert "raise proxy_read_timeout" in output
+    assert result.ret == 1
+
+
+def test_x3_retried_post_fails(tmp_path, run_suite):
+    profile = with_nginx_site(tmp_path, NGINX_CASES / "x3-retried-post.conf.j2")
+    result = run_suite(profile, PROXY, "-k", "slow")
+
+    result.assert_outcomes(failed=1)
+    output = result.stdout.str()
+    assert "got 504" in output
+    assert "the upstream saw it 2 times" in output
+    assert result.ret == 1
+
+
+def test_x4_default_body_size_fails(tmp_path, run_suite):
+    profile = with_nginx_site(tmp_path, NGINX_CASES / "x4-default-body-size.conf.j2")
+    result = run_suite(profile, PROXY, "-k", "body")
+
+    result.assert_outcomes(failed=1)
+    output = result.stdout.str()
+    assert "a 1153433-byte body got 413, expected 200" in output
+    assert "a 8388608-byte body got 413" in output
+    assert "set client_max_body_size to at least 8388608 bytes" in output
+    assert "a 943718-byte body" not in output
+    assert result.ret == 1
+
+
+def test_x4_oversized_body_limit_fails(tmp_path, run_suite):
+    profile = with_nginx_site(tmp_path, NGINX_CASES / "x4-oversized-body.conf.j2")
+    result = run_suite(profile, PROXY, "-k", "body")
+
+    result.assert_outcomes(failed=1)
+    output = result.stdout.str()
+    assert "one byte over the declared limit (8388609 bytes) got 200" in output
+    assert result.ret == 1
+
+
+def test_x4_declared_limit_is_the_boundary(tmp_path, run_suite):
+    profile = local_profile(
+        tmp_path, {"max_body_bytes = 8388608": "max_body_bytes = 2097152"}
+    )
+    result = run_suite(profile, PROXY, "-k", "body")
+
+    result.assert_outcomes(failed=1)
+    output = result.stdout.str()
+    assert "a body one byte over the declared limit (2097153 bytes) got 200" in output
