@@ -26,11 +26,15 @@ OPTION_GATE_REPORT = "--gate-report"
 OPTION_KEEP_STACK = "--keep-stack"
 OPTION_OPERATOR = "--operator"
 OPTION_ATTEST = "--attest"
+OPTION_CHAOS_SEED = "--chaos-seed"
+OPTION_CHAOS_JOURNAL = "--chaos-journal"
 
 ENV_STACK = "STACKCHECK_STACK"
 ENV_STACK_FILE = "STACKCHECK_STACK_FILE"
 ENV_GATE_REPORT = "STACKCHECK_GATE_REPORT"
 ENV_OPERATOR = "STACKCHECK_OPERATOR"
+ENV_CHAOS_SEED = "STACKCHECK_CHAOS_SEED"
+ENV_CHAOS_JOURNAL = "STACKCHECK_CHAOS_JOURNAL"
 
 INI_STACKS_DIR = "stackcheck_stacks_dir"
 INI_STACK = "stackcheck_stack"
@@ -97,6 +101,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=[],
         help="vouch for a checklist item no machine can check; repeatable",
     )
+    group.addoption(
+        OPTION_CHAOS_SEED,
+        dest="stackcheck_chaos_seed",
+        metavar="N",
+        type=_seed,
+        default=os.environ.get(ENV_CHAOS_SEED),
+        help="run the nightly chaos schedule: random faults drawn from seed N "
+        f"(an integer), reproducible with the same N (env {ENV_CHAOS_SEED})",
+    )
+    group.addoption(
+        OPTION_CHAOS_JOURNAL,
+        dest="stackcheck_chaos_journal",
+        metavar="PATH",
+        default=os.environ.get(ENV_CHAOS_JOURNAL),
+        help="file of pending chaos rollbacks, replayed at the start of the next "
+        f"run (env {ENV_CHAOS_JOURNAL}, default: a file per stack in the "
+        "temporary directory)",
+    )
     parser.addini(
         INI_STACKS_DIR,
         "extra directory searched for stack profiles (NAME.toml)",
@@ -105,6 +127,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini(INI_STACK, "stack profile used when --stack is not given")
     parser.addini(INI_GATE_REPORT, "directory for the gate report files")
+
+
+def _seed(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise pytest.UsageError(
+            f"{OPTION_CHAOS_SEED}={text}: not an integer; pass a seed such as "
+            f"{OPTION_CHAOS_SEED}=1234"
+        ) from None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -143,10 +175,16 @@ def pytest_itemcollected(item: pytest.Item) -> None:
     apply_gate_markers(item)
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(
     config: pytest.Config, items: list[pytest.Item]
 ) -> None:
-    config.stash[STATE_KEY].skip_without_stack(items)
+    state = config.stash[STATE_KEY]
+    state.skip_without_stack(items)
+
+    from pytest_stackcheck.chaos.policy import refuse_selected_chaos
+
+    refuse_selected_chaos(config, state.profile, items)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import pytest
 
+from pytest_stackcheck.chaos.spec import ChaosSpec
 from pytest_stackcheck.schema import SchemaError, build, spec
 
 ALL_GATES = (
@@ -215,6 +216,7 @@ class ProfileDocument:
     policy: Policy = spec(factory=Policy, help="write a [policy] table")
     timeouts: Timeouts = spec(factory=Timeouts, help="write a [timeouts] table")
     local: LocalSpec = spec(factory=LocalSpec, help="write a [local] table")
+    chaos: ChaosSpec = spec(factory=ChaosSpec, help="write a [chaos] table")
 
 
 @dataclass(frozen=True, slots=True)

@@ -286,5 +286,7 @@ def _service_program(
         "exitcodes": "0",
         "environment": _environment(environment),
     }
-    # supervisord has no restart delay of its own; startsecs=0 restarts at once.
+    # NOTE: supervisord has no restart delay setting, so restart_delay_s is
+    # not mirrored. supervisor 4.3 respawns a dead program on the next turn
+    # of its 1 s main loop, so the local delay is up to about 1 s.
     return _program(name, command, layout, None, priority=20, extra=extra)

@@ -1,0 +1,77 @@
+"""Fixtures of the chaos suite: service control, the journal and fault sessions.
+
+Chaos tests take a file lock for their whole duration, so under pytest-xdist
+they run one at a time: two faults at once would make each recovery time
+measure the other's outage.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+from pytest_stackcheck.chaos.faults import ChaosSession, replay
+from pytest_stackcheck.chaos.journal import Journal, default_path
+from pytest_stackcheck.chaos.policy import require_chaos_allowed
+from pytest_stackcheck.chaos.steady import wait_steady
+from pytest_stackcheck.control.supervisor import SupervisorControl
+
+log = logging.getLogger("pytest_stackcheck")
+
+# One fault at a time per stack: the lock waits at most this long for the
+# chaos test another xdist worker is running.
+CHAOS_LOCK_TIMEOUT_S = 600.0
+
+
+@pytest.fixture(scope="session")
+def service_control(stack) -> SupervisorControl:
+    """The stack's service manager; chaos makes every fault through it."""
+    require_chaos_allowed(stack.profile)
+    if stack.supervisor_socket is None:
+        # NOTE: only supervisord control exists; systemd (testinfra) and
+        # Kubernetes control are not built, so chaos on those stacks skips.
+        pytest.skip(
+            f"stack {stack.name} has no supervisord socket, and chaos through "
+            "systemd or Kubernetes is not available in this version"
+        )
+    return SupervisorControl(stack.supervisor_socket)
+
+
+@pytest.fixture(scope="session")
+def chaos_journal(request: pytest.FixtureRequest, stack) -> Journal:
+    """The rollback journal, replayed once so an earlier killed run is undone."""
+    option = request.config.getoption("stackcheck_chaos_journal")
+    path = Path(option) if option else default_path(stack.name)
+    journal = Journal(path)
+    for line in replay(journal):
+        log.warning("chaos journal: %s", line)
+    return journal
+
+
+@pytest.fixture
+def chaos(stack, service_control, chaos_journal) -> Iterator[ChaosSession]:
+    """A fault session: every fault made through it is rolled back afterwards.
+
+    The stack must be steady before the test starts and is waited for after
+    the rollbacks, so one test's outage never leaks into the next.
+    """
+    lock_path = Path(tempfile.gettempdir()) / f"stackcheck-chaos-{stack.name}.lock"
+    budget = stack.profile.doc.chaos.recovery_s
+    with FileLock(str(lock_path), timeout=CHAOS_LOCK_TIMEOUT_S):
+        before = wait_steady(stack, service_control, chaos_journal, budget)
+        if not before.steady:
+            pytest.fail(f"stack is not steady before the fault: {before.describe()}")
+
+        session = ChaosSession(
+            stack.profile, service_control, chaos_journal, stack.supervisor_socket
+        )
+        with session:
+            yield session
+        after = wait_steady(stack, service_control, chaos_journal, budget)
+        if not after.steady:
+            log.error("stack not steady after rollback: %s", after.describe())
