@@ -1,19 +1,20 @@
 """Time from a fault to healthy, judged on health bodies, at 50 ms polling.
 
-After a fault, every target is probed in turn until all of them read healthy
-at once. Each probe has a short timeout, so a dead service reads down at once
-and a paused one reads down after the timeout. The recovery time lies between
-the last round with a target down and the first round with all healthy; the
-first is reported as ``seconds`` and the gap between them as ``resolution_s``,
-so the report states how exact the figure is.
+After a fault, each target is probed in its own thread every 50 ms until it
+reads healthy. Each probe has a short timeout, so a dead service reads down
+at once and a paused one reads down after the timeout. A target recovered
+between its last down reading and its first healthy one. The report gives
+the time of the first healthy reading and, as ``resolution_s``, the gap
+between the two.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -128,9 +129,12 @@ def _postgres_probe(stack: LiveStack) -> Probe:
 
     def probe() -> tuple[bool, str]:
         import psycopg
+        from psycopg.conninfo import make_conninfo
 
-        arguments = dict(stack.conninfo(database), connect_timeout=1)
-        with psycopg.connect(**arguments) as connection:  # type: ignore[arg-type]
+        conninfo = make_conninfo(
+            "", **{**stack.conninfo(database), "connect_timeout": 1}
+        )
+        with psycopg.connect(conninfo) as connection:
             connection.execute("SELECT 1")
         return True, "ok"
 
@@ -138,55 +142,74 @@ def _postgres_probe(stack: LiveStack) -> Probe:
 
 
 def measure_recovery(
-    label: str,
-    probes: dict[str, Probe],
-    since: float,
-    budget_s: float,
-    settle_rounds: int = 1,
+    label: str, probes: dict[str, Probe], since: float, budget_s: float
 ) -> Recovery:
-    """Probe until every target reads healthy ``settle_rounds`` times in a row.
+    """Probe each target in its own thread until it reads healthy.
 
-    ``since`` is the ``time.monotonic()`` of the fault. The wait ends at
-    ``since + budget_s``; the loop is bounded by that deadline.
+    ``since`` is the ``time.monotonic()`` of the fault and the wait ends at
+    ``since + budget_s``. The recovery time is that of the slowest target,
+    and the resolution the gap between its last down and first healthy
+    reading. A final round then checks that all targets are healthy together.
     """
-    timeline: dict[str, list[tuple[float, float]]] = {name: [] for name in probes}
-    last_seen: dict[str, str] = {}
-    last_down = 0.0
-    first_healthy: float | None = None
-    healthy_rounds = 0
     deadline = since + budget_s
+    results: dict[str, _TargetWatch] = {name: _TargetWatch() for name in probes}
+    threads = [
+        threading.Thread(
+            target=_watch,
+            args=(probes[name], results[name], since, deadline),
+            name=f"recovery-{name}",
+        )
+        for name in probes
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=budget_s + PROBE_TIMEOUT_S * 4)
 
-    while True:
-        round_started = time.monotonic() - since
-        all_healthy = True
+    timeline = {name: watch.points for name, watch in results.items()}
+    last_seen = {name: watch.last_seen for name, watch in results.items()}
+    seconds: float | None = None
+    resolution = POLL_INTERVAL_S
+    if all(watch.healthy_at is not None for watch in results.values()):
+        slowest = max(results.values(), key=lambda watch: watch.healthy_at or 0.0)
+        seconds = slowest.healthy_at
+        resolution = (slowest.healthy_at or 0.0) - slowest.down_at
         for name, probe in probes.items():
-            try:
-                healthy, seen = probe()
-            except Exception as exc:
-                healthy, seen = False, f"{type(exc).__name__}: {exc}"
+            healthy, seen = _read(probe)
             last_seen[name] = seen
-            points = timeline[name]
-            if len(points) < MAX_POINTS:
-                points.append((time.monotonic() - since, 1.0 if healthy else 0.0))
-            all_healthy = all_healthy and healthy
+            if not healthy:
+                seconds = None
 
-        if all_healthy:
-            if healthy_rounds == 0:
-                first_healthy = time.monotonic() - since
-            healthy_rounds += 1
-            if healthy_rounds >= settle_rounds:
-                break
-        else:
-            healthy_rounds = 0
-            first_healthy = None
-            last_down = round_started
-
-        if time.monotonic() + POLL_INTERVAL_S > deadline:
-            break
-        time.sleep(POLL_INTERVAL_S)
-
-    seconds = first_healthy if healthy_rounds >= settle_rounds else None
-    resolution = (seconds - last_down) if seconds is not None else POLL_INTERVAL_S
     result = Recovery(label, seconds, budget_s, resolution, timeline, last_seen)
     log.info("%s", result.describe())
     return result
+
+
+@dataclass
+class _TargetWatch:
+    points: list[tuple[float, float]] = field(default_factory=list)
+    last_seen: str = ""
+    down_at: float = 0.0
+    healthy_at: float | None = None
+
+
+def _read(probe: Probe) -> tuple[bool, str]:
+    try:
+        return probe()
+    except Exception as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+
+
+def _watch(probe: Probe, watch: _TargetWatch, since: float, deadline: float) -> None:
+    while True:
+        healthy, watch.last_seen = _read(probe)
+        now = time.monotonic() - since
+        if len(watch.points) < MAX_POINTS:
+            watch.points.append((now, 1.0 if healthy else 0.0))
+        if healthy:
+            watch.healthy_at = now
+            return
+        watch.down_at = now
+        if time.monotonic() + POLL_INTERVAL_S > deadline:
+            return
+        time.sleep(POLL_INTERVAL_S)
