@@ -44,6 +44,11 @@ class ChaosSpec:
         help="name the database the ledger writes rows to (default: the first "
         "of postgres.databases)",
     )
+    max_fill_bytes: int = spec(
+        64 * 1024 * 1024,
+        help="set the most bytes the store fill check may write; a store with "
+        "more room than this is not filled",
+    )
     max_faults: int = spec(
         6, help="set how many faults one --chaos-seed schedule injects at most"
     )

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from pytest_stackcheck.chaos.faults import FaultKind
-from pytest_stackcheck.chaos.jetstream import store_space, sync_verdict
+from pytest_stackcheck.chaos.jetstream import sync_verdict
 from pytest_stackcheck.chaos.ledger import WriteLoad
 from pytest_stackcheck.chaos.recovery import (
     PROBE_TIMEOUT_S,
@@ -97,18 +97,3 @@ def test_jetstream_syncs_acknowledged_writes(stack, evidence):
     evidence.record("jetstream.clustered", verdict.clustered)
     evidence.record("jetstream.accepted_loss_window", settings.accepted_loss_window_s)
     assert verdict.ok, verdict.message
-
-
-@pytest.mark.gate("chaos", item="JetStream store has room for max_file_store")
-def test_jetstream_store_has_room(stack, evidence):
-    with httpx.Client(timeout=stack.profile.doc.timeouts.check_s) as client:
-        varz = nats.monitor(client, stack.nats_monitor_url, "/varz")
-
-    space = store_space(varz)
-    if space is None:
-        # NOTE: the store directory is read with statvfs, so a store on another
-        # host is not measured; testinfra could read it there.
-        pytest.skip("the JetStream store directory is not on this machine")
-    evidence.record("jetstream.store_free", space.free_bytes, "bytes")
-    evidence.record("jetstream.max_file_store", space.max_file_store, "bytes")
-    assert space.ok, space.describe()
