@@ -1,4 +1,4 @@
-"""JetStream store gates (N2) on a real tmpfs smaller than max_file_store.
+"""JetStream store gates on a real tmpfs smaller than max_file_store.
 
 The store directory is a 16 MiB tmpfs mounted for the test, which needs
 root (CAP_SYS_ADMIN); without it the tests skip and say so.

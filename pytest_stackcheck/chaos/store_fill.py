@@ -2,10 +2,10 @@
 
 A well-sized store rejects the publish that would pass ``max_file_store``
 with a JetStream error at once. A store whose filesystem fills first stops
-answering instead (nats-server 2.15.1 logs "no space left on device" and
+replying instead (nats-server 2.15.1 logs "no space left on device" and
 sends no ack), so the client only sees a timeout. Either way no publish may be
 acknowledged without being stored, the messages stored before must stay
-readable, and when the store stops answering ``/healthz`` must say so.
+readable, and when the store stops replying ``/healthz`` must say so.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ FILL_SUBJECT_PREFIX = "stackcheck.fill"
 
 @dataclass(frozen=True, slots=True)
 class FillResult:
-    """What filling the store showed: acks, the first failure and health."""
+    """Outcome of a store fill: acks, the first failure and health."""
 
     acknowledged: int
     present: int

@@ -6,7 +6,7 @@ probe of ``/`` keeps returning 200 and core pub/sub still works. So free
 space below ``max_file_store`` is a configuration fault, and a full store
 must reject publishes with an error, never acknowledge one it did not
 store, keep the messages it has, and turn ``/healthz`` non-200 when it
-stops answering.
+stops replying to publishes.
 """
 
 from __future__ import annotations
