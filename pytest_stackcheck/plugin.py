@@ -169,6 +169,11 @@ class _XdistHooks:
         self.state.hand_to_worker(node)
 
 
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    seed = config.getoption("stackcheck_chaos_seed")
+    return [] if seed is None else [f"chaos seed: {seed} ({OPTION_CHAOS_SEED}={seed})"]
+
+
 def pytest_itemcollected(item: pytest.Item) -> None:
     from pytest_stackcheck.runstate import apply_gate_markers
 
