@@ -35,6 +35,7 @@ log = logging.getLogger("pytest_stackcheck")
 
 VERIFY_TIMEOUT_S = 10.0
 VERIFY_INTERVAL_S = 0.01
+ENSURE_RUNNING_S = 20.0
 
 
 class FaultKind(enum.Enum):
@@ -206,7 +207,9 @@ class ChaosSession:
             action="start", service=service, socket=self.socket, fault=kind.value
         )
         self.journal.add(entry)
-        self._rollbacks.append((entry.id, service, lambda: self.control.start(service)))
+        self._rollbacks.append(
+            (entry.id, service, lambda: ensure_running(self.control, service))
+        )
         return entry.id
 
     def _register_resume(self, service: str, processes: list[ProcessRef]) -> str:
@@ -228,7 +231,29 @@ class ChaosSession:
         for entry in self.journal.entries():
             if entry.id == entry_id:
                 self.control.resume(_refs(entry))
-        self.control.start(service)
+        ensure_running(self.control, service)
+
+
+def ensure_running(control: ServiceControl, service: str) -> None:
+    """Start ``service`` until the manager reports it running, for 20 s at most.
+
+    A stop cut short by an interrupt leaves the program stopping or backing
+    off for a moment, and a start then fails, so starts are retried.
+    """
+    deadline = time.monotonic() + ENSURE_RUNNING_S
+    error = ""
+    while time.monotonic() < deadline:
+        try:
+            if control.is_running(service):
+                return
+            control.start(service)
+        except StackcheckError as exc:
+            error = str(exc)
+        time.sleep(0.2)
+    raise StackcheckError(
+        f"{service} is not running {ENSURE_RUNNING_S} s after the rollback "
+        f"started it (last error: {error or 'none'}); start it by hand"
+    )
 
 
 def _resume_entry(
@@ -269,7 +294,7 @@ def replay(journal: Journal) -> list[str]:
             done.append(f"continued {entry.service} ({len(entry.processes)} pids)")
         if entry.socket and Path(entry.socket).exists():
             try:
-                SupervisorControl(Path(entry.socket)).start(entry.service)
+                ensure_running(SupervisorControl(Path(entry.socket)), entry.service)
                 done.append(f"started {entry.service}")
             except StackcheckError as exc:
                 log.warning("chaos journal: cannot start %s: %s", entry.service, exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import http.client
 import logging
 import os
 import re
@@ -56,15 +57,27 @@ class SupervisorControl:
             raise MissingDependency("supervisor", "local") from exc
 
         self.socket_path = socket_path
-        transport = SupervisorTransport(None, None, f"unix://{socket_path}")
-        self._proxy: Any = xmlrpc.client.ServerProxy(
-            "http://127.0.0.1", transport=transport
-        )
+        self._transport_class = SupervisorTransport
+        self._proxy: Any = self._connect()
+
+    def _connect(self) -> Any:
+        transport = self._transport_class(None, None, f"unix://{self.socket_path}")
+        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
 
     def _call(self, method: str, *args: object) -> Any:
         try:
             return getattr(self._proxy.supervisor, method)(*args)
+        except http.client.HTTPException:
+            # A call cut short (by KeyboardInterrupt, say) leaves the shared
+            # HTTP connection mid-request, so the next call gets a new one.
+            self._proxy = self._connect()
         except (OSError, xmlrpc.client.Error) as exc:
+            raise StackcheckError(
+                f"supervisord at {self.socket_path}: {method} failed: {exc}"
+            ) from exc
+        try:
+            return getattr(self._proxy.supervisor, method)(*args)
+        except (OSError, xmlrpc.client.Error, http.client.HTTPException) as exc:
             raise StackcheckError(
                 f"supervisord at {self.socket_path}: {method} failed: {exc}"
             ) from exc
