@@ -39,7 +39,7 @@ ENSURE_RUNNING_S = 20.0
 
 
 class FaultKind(enum.Enum):
-    """How a service is made to die or stall."""
+    """Kind of death or stall made on a service."""
 
     KILL = "kill"
     TERM = "term"
@@ -280,7 +280,7 @@ def replay(journal: Journal) -> list[str]:
     """Undo what an earlier, killed run left in ``journal``; return what was done.
 
     A ``resume`` entry continues each listed process that still exists. A
-    ``start`` entry starts its service if its supervisord still answers; an
+    ``start`` entry starts its service if its supervisord socket still exists; an
     entry whose supervisord socket is gone belonged to a stack that no longer
     exists and is dropped.
     """
