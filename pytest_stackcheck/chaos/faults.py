@@ -175,10 +175,14 @@ class ChaosSession:
 
     def undo(self, injection: Injection) -> None:
         """Run the rollback of ``injection`` now (resume a pause, start a stop)."""
-        for index, (entry_id, _, action) in enumerate(self._rollbacks):
-            if entry_id == injection.entry_id:
+        self.undo_entry(injection.entry_id)
+
+    def undo_entry(self, entry_id: str) -> None:
+        """Run the rollback registered under journal entry ``entry_id`` now."""
+        for index, (registered_id, service, action) in enumerate(self._rollbacks):
+            if registered_id == entry_id:
                 del self._rollbacks[index]
-                self._run(entry_id, injection.service, action)
+                self._run(entry_id, service, action)
                 return
 
     def rollback(self) -> None:
@@ -201,6 +205,11 @@ class ChaosSession:
         action()
         self.journal.remove(entry_id)
         log.info("chaos: rolled back the fault on %s", service)
+
+    def register(self, entry: JournalEntry, action: Callable[[], None]) -> None:
+        """Register a rollback for a fault made outside this class, before it."""
+        self.journal.add(entry)
+        self._rollbacks.append((entry.id, entry.service, action))
 
     def _register_start(self, service: str, kind: FaultKind) -> str:
         entry = JournalEntry(
@@ -288,6 +297,10 @@ def replay(journal: Journal) -> list[str]:
 
     done: list[str] = []
     for entry in journal.entries():
+        if entry.action == "clear-link":
+            done.append(_clear_link(entry))
+            journal.remove(entry.id)
+            continue
         if entry.action == "resume":
             for process in _refs(entry):
                 proc.send(process, signal.SIGCONT)
@@ -302,3 +315,16 @@ def replay(journal: Journal) -> list[str]:
     for line in done:
         log.warning("chaos journal %s: %s left by an earlier run", journal.path, line)
     return done
+
+
+def _clear_link(entry: JournalEntry) -> str:
+    from pytest_stackcheck.chaos.network import ProxyControl
+
+    if not Path(entry.socket).exists():
+        return f"dropped {entry.fault} on link {entry.service} (proxy gone)"
+    try:
+        ProxyControl(Path(entry.socket)).set_fault(entry.service, "none")
+    except StackcheckError as exc:
+        log.warning("chaos journal: cannot clear link %s: %s", entry.service, exc)
+        return f"failed to clear link {entry.service}"
+    return f"cleared {entry.fault} on link {entry.service}"

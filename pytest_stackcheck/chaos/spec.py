@@ -49,6 +49,16 @@ class ChaosSpec:
         help="set the most bytes the store fill check may write; a store with "
         "more room than this is not filled",
     )
+    network_proxy: bool = spec(
+        False,
+        help="set network_proxy = true to route the local stack's service "
+        "traffic to PostgreSQL and NATS through the chaos fault proxy",
+    )
+    network_latency_ms: int = spec(
+        200,
+        help="set the milliseconds of latency each direction of a link gets "
+        "in the latency fault; services must stay healthy with it",
+    )
     max_faults: int = spec(
         6, help="set how many faults one --chaos-seed schedule injects at most"
     )

@@ -1,8 +1,9 @@
 """The steady state chaos starts from and must return to.
 
-Steady means: every program the manager controls runs, no process of the
-stack is stopped by SIGSTOP, no rollback is pending in the journal, and
-every service, PostgreSQL, NATS and nginx read healthy.
+Steady means that every program the manager controls runs and that no
+process of the stack is stopped by SIGSTOP. No rollback may be pending in
+the journal, no link of the fault proxy may carry a fault, and every
+service, PostgreSQL, NATS and nginx must read healthy.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pytest_stackcheck.chaos.recovery import (
 )
 from pytest_stackcheck.control import proc
 from pytest_stackcheck.control.base import ServiceControl
+from pytest_stackcheck.errors import StackcheckError
 from pytest_stackcheck.provision.base import LiveStack
 
 INFRASTRUCTURE = ("postgresql", "nats", "nginx")
@@ -33,11 +35,16 @@ class SteadyState:
     paused: list[str]
     pending_rollbacks: list[str]
     unhealthy: dict[str, str]
+    network_faults: list[str]
 
     @property
     def steady(self) -> bool:
         return not (
-            self.not_running or self.paused or self.pending_rollbacks or self.unhealthy
+            self.not_running
+            or self.paused
+            or self.pending_rollbacks
+            or self.unhealthy
+            or self.network_faults
         )
 
     def describe(self) -> str:
@@ -51,6 +58,7 @@ class SteadyState:
             if self.pending_rollbacks
             else "",
             f"unhealthy: {self.unhealthy}" if self.unhealthy else "",
+            f"network faults: {self.network_faults}" if self.network_faults else "",
         ]
         return "; ".join(part for part in parts if part)
 
@@ -77,7 +85,27 @@ def read_steady_state(
             healthy, seen = False, f"{type(exc).__name__}: {exc}"
         if not healthy:
             unhealthy[target] = seen
-    return SteadyState(not_running, paused, pending, unhealthy)
+    return SteadyState(not_running, paused, pending, unhealthy, _network_faults(stack))
+
+
+def _network_faults(stack: LiveStack) -> list[str]:
+    """List the links of the stack's fault proxy that carry a fault."""
+    from pytest_stackcheck.chaos.network import ProxyControl
+
+    if stack.workdir is None:
+        return []
+    socket = stack.workdir / "faultproxy.sock"
+    if not socket.exists():
+        return []
+    try:
+        links = ProxyControl(socket).links()
+    except StackcheckError as exc:
+        return [f"fault proxy unreadable: {exc}"]
+    return [
+        f"{name}: {link['fault']}"
+        for name, link in links.items()
+        if link["fault"] != "none"
+    ]
 
 
 def wait_steady(
