@@ -3,8 +3,9 @@
 Each trial starts a drill (faults in a child process) against a real local
 stack, interrupts it at a random point with SIGINT (Ctrl-C) or SIGKILL,
 replays the journal as the next run would, and then requires the steady
-state: every program running, nothing paused, no pending rollback, every
-health endpoint healthy, and the drill process gone.
+state: every program running, nothing paused, no pending rollback, no fault
+on a link of the fault proxy, every health endpoint healthy, and the drill
+process gone.
 """
 
 from __future__ import annotations
@@ -36,8 +37,12 @@ STEADY_TIMEOUT_S = 20.0
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
-    """A local stack for the interruption trials."""
-    profile = load_profile(local_profile(tmp_path_factory.mktemp("profile")))
+    """A local stack, with the fault proxy, for the interruption trials."""
+    path = local_profile(
+        tmp_path_factory.mktemp("profile"),
+        {"[policy]\n": "[chaos]\nnetwork_proxy = true\n\n[policy]\n"},
+    )
+    profile = load_profile(path)
     provisioner = LocalProvisioner()
     stack = provisioner.up(profile)
     yield stack
@@ -86,6 +91,7 @@ def test_interrupted_drills_leave_no_residue(live, tmp_path):
     chooser = random.Random(20)
     started = time.monotonic()
     faults_seen = 0
+    network_faults_seen = 0
 
     for trial in range(TRIALS):
         assert time.monotonic() - started < MAX_TOTAL_S, f"trial {trial}: over time"
@@ -93,6 +99,7 @@ def test_interrupted_drills_leave_no_residue(live, tmp_path):
             str(state_file), str(journal_path), trial, chooser
         )
         faults_seen += errors.count("drill: ")
+        network_faults_seen += errors.count(" on link ")
 
         replay(journal)
         state = wait_steady(live, control, journal, STEADY_TIMEOUT_S)
@@ -111,6 +118,7 @@ def test_interrupted_drills_leave_no_residue(live, tmp_path):
     ]
     assert children == []
     assert faults_seen >= TRIALS
+    assert network_faults_seen >= 1
 
 
 def _is_drill(pid: int) -> bool:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pytest_stackcheck.chaos.faults import ChaosSession, FaultKind
 from pytest_stackcheck.chaos.journal import Journal
+from pytest_stackcheck.chaos.network import ProxyControl, inject_network
 from pytest_stackcheck.control.supervisor import SupervisorControl
 from pytest_stackcheck.provision.base import LiveStack
 
@@ -27,6 +28,9 @@ MAX_DRILL_S = 60.0
 MAX_FAULTS = 50
 DRILL_FAULTS = (FaultKind.PAUSE, FaultKind.STOP_START, FaultKind.KILL)
 HOLD_S = (0.05, 0.6)
+NETWORK_FAULTS = ("latency", "partition")
+# Share of the drill's faults made on the fault proxy's links, when it runs.
+NETWORK_SHARE = 0.3
 
 
 def drill(stack: LiveStack, journal: Journal, seed: int) -> int:
@@ -38,22 +42,36 @@ def drill(stack: LiveStack, journal: Journal, seed: int) -> int:
     deadline = time.monotonic() + MAX_DRILL_S
     made = 0
 
-    with ChaosSession(
-        stack.profile, control, journal, stack.supervisor_socket
-    ) as chaos:
+    proxy = _proxy(stack)
+    chaos = ChaosSession(stack.profile, control, journal, stack.supervisor_socket)
+    with chaos:
         while made < MAX_FAULTS and time.monotonic() < deadline:
-            kind = chooser.choice(DRILL_FAULTS)
-            service = chooser.choice(services)
-            if not control.is_running(service):
-                time.sleep(0.05)
-                continue
-            injection = chaos.inject(kind, service)
+            if proxy is not None and chooser.random() < NETWORK_SHARE:
+                link = chooser.choice(sorted(proxy.links()))
+                fault = chooser.choice(NETWORK_FAULTS)
+                entry_id = inject_network(chaos, proxy, link, fault, 100).entry_id
+                target = f"link {link}"
+            else:
+                kind = chooser.choice(DRILL_FAULTS)
+                service = chooser.choice(services)
+                if not control.is_running(service):
+                    time.sleep(0.05)
+                    continue
+                entry_id = chaos.inject(kind, service).entry_id
+                fault, target = kind.value, service
             made += 1
-            sys.stderr.write(f"drill: {kind.value} on {service}\n")
+            sys.stderr.write(f"drill: {fault} on {target}\n")
             sys.stderr.flush()
             time.sleep(chooser.uniform(*HOLD_S))
-            chaos.undo(injection)
+            chaos.undo_entry(entry_id)
     return made
+
+
+def _proxy(stack: LiveStack) -> ProxyControl | None:
+    if stack.workdir is None:
+        return None
+    socket = stack.workdir / "faultproxy.sock"
+    return ProxyControl(socket) if socket.exists() else None
 
 
 def main(argv: list[str]) -> int:
