@@ -49,13 +49,24 @@ def test_service_restarts_after_death(
     status = service_control.status(service_name)
     assert status.state == "RUNNING", (
         f"{service_name} stayed down after {fault.value} "
-        f"(state {status.state}, exit status {status.exit_status}): its restart "
-        f"policy is {policy!r}, which treats exit status 0 and SIGTERM as a "
-        "clean stop and does not restart; set Restart=always in the unit "
-        f"(restart = 'always' for services.{service_name} in the profile)"
+        f"(state {status.state}, exit status {status.exit_status}): "
+        + _policy_reason(policy)
+        + "; set Restart=always in the unit (restart = 'always' for "
+        f"services.{service_name} in the profile)"
     )
     assert recovery.within_budget, recovery.describe()
     assert restarts > injection.restart_count_before, (
         f"{service_name}: restart count stayed {restarts} after {fault.value}, "
         "so the manager did not restart it (something else started it)"
     )
+
+
+def _policy_reason(policy: str) -> str:
+    if policy == "on-failure":
+        return (
+            "its restart policy is 'on-failure', which treats exit status 0 and "
+            "SIGTERM as a clean stop and does not restart"
+        )
+    if policy == "no":
+        return "its restart policy is 'no', so the manager restarts nothing"
+    return f"its restart policy is {policy!r}, yet the manager did not restart it"
