@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from helpers import REPO, SUITES, local_profile
 
 DURABILITY_SUITE = str(SUITES / "chaos" / "test_durability.py")
@@ -44,7 +46,23 @@ def test_accepted_loss_window_passes(run_suite, tmp_path):
 
 def test_ledger_counts_zero_lost(run_suite, tmp_path):
     profile = local_profile(tmp_path)
+    report = tmp_path / "report"
 
-    result = run_suite(profile, DURABILITY_SUITE, "-m", "chaos", "-rA")
+    result = run_suite(
+        profile, DURABILITY_SUITE, "-m", "chaos", "--gate-report", report
+    )
 
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=3)
+    gates = json.loads((report / "gates.json").read_text())
+    evidence = {
+        fact["name"]: fact["value"]
+        for gate in gates["gates"]
+        for check in gate["checks"]
+        for fact in check["evidence"]
+    }
+    for server in ("postgresql", "nats"):
+        for store in ("jetstream", "postgresql"):
+            key = f"ledger.{server}_kill.{store}"
+            assert evidence[f"{key}.lost"] == 0
+            assert " 0 lost, 0 duplicated" in evidence[key]
+            assert not evidence[key].startswith(f"{store}: 0 acknowledged")
