@@ -48,11 +48,18 @@ class JournalEntry:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
-def default_path(stack_name: str) -> Path:
-    """Return the journal used for ``stack_name`` when none is configured."""
-    return (
-        Path(tempfile.gettempdir()) / "pytest-stackcheck" / f"chaos-{stack_name}.json"
-    )
+def default_path(stack_name: str, workdir: Path | None) -> Path:
+    """Return the journal of a stack when none is configured.
+
+    A local stack keeps it in its own directory, so two local stacks on one
+    machine never share a journal, and teardown removes it with the stack. A
+    deployed stack, which outlives the run, has one per profile name in the
+    temporary directory.
+    """
+    if workdir is not None:
+        return workdir / "chaos-journal.json"
+    directory = Path(tempfile.gettempdir()) / "pytest-stackcheck"
+    return directory / f"chaos-{stack_name}.json"
 
 
 class Journal:

@@ -1,14 +1,15 @@
 """Fixtures of the chaos suite: service control, the journal and fault sessions.
 
-Chaos tests take a file lock for their whole duration, so under pytest-xdist
-they run one at a time: two faults at once would make each recovery time
-measure the other's outage.
+Chaos tests take a file lock per stack for their whole duration, so under
+pytest-xdist (or with two runs against one stack) they run one at a time:
+two faults at once would make each recovery time measure the other's
+outage. The journal is replayed under that lock, so a replay never undoes
+the fault of a test that is still running.
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,25 +45,25 @@ def service_control(stack) -> SupervisorControl:
 
 @pytest.fixture(scope="session")
 def chaos_journal(request: pytest.FixtureRequest, stack) -> Journal:
-    """The rollback journal, replayed once so an earlier killed run is undone."""
+    """The rollback journal of this stack (``--chaos-journal`` or the default)."""
     option = request.config.getoption("stackcheck_chaos_journal")
-    path = Path(option) if option else default_path(stack.name)
-    journal = Journal(path)
-    for line in replay(journal):
-        log.warning("chaos journal: %s", line)
-    return journal
+    return Journal(Path(option) if option else default_path(stack.name, stack.workdir))
 
 
 @pytest.fixture
 def chaos(stack, service_control, chaos_journal) -> Iterator[ChaosSession]:
     """A fault session: every fault made through it is rolled back afterwards.
 
-    The stack must be steady before the test starts and is waited for after
-    the rollbacks, so one test's outage never leaks into the next.
+    Under the stack's chaos lock, rollbacks an earlier killed run left in the
+    journal are replayed first. The stack must then be steady before the test
+    starts, and is waited for after the rollbacks, so one test's outage never
+    leaks into the next.
     """
-    lock_path = Path(tempfile.gettempdir()) / f"stackcheck-chaos-{stack.name}.lock"
+    lock_path = chaos_journal.path.with_suffix(".run.lock")
     budget = stack.profile.doc.chaos.recovery_s
     with FileLock(str(lock_path), timeout=CHAOS_LOCK_TIMEOUT_S):
+        for line in replay(chaos_journal):
+            log.warning("chaos journal: %s", line)
         before = wait_steady(stack, service_control, chaos_journal, budget)
         if not before.steady:
             pytest.fail(f"stack is not steady before the fault: {before.describe()}")
