@@ -27,12 +27,16 @@ OPTION_KEEP_STACK = "--keep-stack"
 OPTION_OPERATOR = "--operator"
 OPTION_ATTEST = "--attest"
 OPTION_LOAD_WORKERS = "--load-workers"
+OPTION_CHAOS_SEED = "--chaos-seed"
+OPTION_CHAOS_JOURNAL = "--chaos-journal"
 
 ENV_STACK = "STACKCHECK_STACK"
 ENV_STACK_FILE = "STACKCHECK_STACK_FILE"
 ENV_GATE_REPORT = "STACKCHECK_GATE_REPORT"
 ENV_OPERATOR = "STACKCHECK_OPERATOR"
 ENV_LOAD_WORKERS = "STACKCHECK_LOAD_WORKERS"
+ENV_CHAOS_SEED = "STACKCHECK_CHAOS_SEED"
+ENV_CHAOS_JOURNAL = "STACKCHECK_CHAOS_JOURNAL"
 
 INI_STACKS_DIR = "stackcheck_stacks_dir"
 INI_STACK = "stackcheck_stack"
@@ -108,6 +112,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run locust as a master with N local worker processes; 0 runs "
         f"one process (env {ENV_LOAD_WORKERS}, default 0)",
     )
+    group.addoption(
+        OPTION_CHAOS_SEED,
+        dest="stackcheck_chaos_seed",
+        metavar="N",
+        type=_seed,
+        default=os.environ.get(ENV_CHAOS_SEED),
+        help="run the nightly chaos schedule: random faults drawn from seed N "
+        f"(an integer), reproducible with the same N (env {ENV_CHAOS_SEED})",
+    )
+    group.addoption(
+        OPTION_CHAOS_JOURNAL,
+        dest="stackcheck_chaos_journal",
+        metavar="PATH",
+        default=os.environ.get(ENV_CHAOS_JOURNAL),
+        help="file of pending chaos rollbacks, replayed at the start of the next "
+        f"run (env {ENV_CHAOS_JOURNAL}, default: a file per stack in the "
+        "temporary directory)",
+    )
     parser.addini(
         INI_STACKS_DIR,
         "extra directory searched for stack profiles (NAME.toml)",
@@ -129,6 +151,16 @@ def _worker_count(text: str) -> int:
             "processes, 0 or more; pass for example --load-workers 2"
         )
     return count
+
+
+def _seed(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise pytest.UsageError(
+            f"{OPTION_CHAOS_SEED}={text}: not an integer; pass a seed such as "
+            f"{OPTION_CHAOS_SEED}=1234"
+        ) from None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -161,16 +193,27 @@ class _XdistHooks:
         self.state.hand_to_worker(node)
 
 
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    seed = config.getoption("stackcheck_chaos_seed")
+    return [] if seed is None else [f"chaos seed: {seed} ({OPTION_CHAOS_SEED}={seed})"]
+
+
 def pytest_itemcollected(item: pytest.Item) -> None:
     from pytest_stackcheck.runstate import apply_gate_markers
 
     apply_gate_markers(item)
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(
     config: pytest.Config, items: list[pytest.Item]
 ) -> None:
-    config.stash[STATE_KEY].skip_without_stack(items)
+    state = config.stash[STATE_KEY]
+    state.skip_without_stack(items)
+
+    from pytest_stackcheck.chaos.policy import refuse_selected_chaos
+
+    refuse_selected_chaos(config, state.profile, items)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import pytest
 
 from pytest_stackcheck.backup.spec import BackupSpec
+from pytest_stackcheck.chaos.spec import ChaosSpec
 from pytest_stackcheck.gpu.settings import GpuSpec
 from pytest_stackcheck.load.spec import LoadSpec
 from pytest_stackcheck.schema import SchemaError, build, spec
@@ -265,6 +266,7 @@ class ProfileDocument:
     security: SecuritySpec = spec(factory=SecuritySpec, help="write a [security] table")
     gpu: GpuSpec = spec(factory=GpuSpec, help="write a [gpu] table")
     load: LoadSpec = spec(factory=LoadSpec, help="write a [load] table")
+    chaos: ChaosSpec = spec(factory=ChaosSpec, help="write a [chaos] table")
 
 
 @dataclass(frozen=True, slots=True)

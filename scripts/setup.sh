@@ -25,4 +25,4 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[local,gpu,load,dev]'
+.venv/bin/python -m pip install -q -e '.[local,gpu,load,chaos,dev]'

@@ -188,6 +188,8 @@ class LocalProvisioner:
             stack.secret(doc.postgres.password_env),
         )
 
+        if doc.chaos.network_proxy:
+            control.start("faultproxy")
         for name in doc.services:
             control.start(name, wait=False)
         control.start("nginx")

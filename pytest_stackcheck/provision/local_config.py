@@ -59,6 +59,10 @@ class Layout:
         return self.root / "supervisor.sock"
 
     @property
+    def fault_proxy_socket(self) -> Path:
+        return self.root / "faultproxy.sock"
+
+    @property
     def nats_conf(self) -> Path:
         return self.root / "nats.conf"
 
@@ -244,8 +248,26 @@ def supervisor_config(
             extra={"stopsignal": "QUIT", "autorestart": "true"},
         ),
     ]
+    proxy_ports: dict[str, int] = {}
+    if doc.chaos.network_proxy:
+        from pytest_stackcheck.chaos.proxy import proxy_command, proxy_ports_for
+
+        proxy_ports = proxy_ports_for(doc)
+        command = proxy_command(doc, layout.fault_proxy_socket, proxy_ports)
+        programs.append(
+            _program(
+                "faultproxy",
+                command,
+                layout,
+                None,
+                priority=15,
+                extra={"autorestart": "true"},
+            )
+        )
     for name, service in doc.services.items():
-        programs.append(_service_program(name, service, doc, layout, secrets))
+        programs.append(
+            _service_program(name, service, doc, layout, secrets, proxy_ports)
+        )
     return "\n".join(sections) + "\n" + "\n".join(programs)
 
 
@@ -255,7 +277,16 @@ def _service_program(
     doc: ProfileDocument,
     layout: Layout,
     secrets: dict[str, str],
+    proxy_ports: dict[str, int],
 ) -> str:
+    # With the fault proxy on, the service reaches PostgreSQL and NATS only
+    # through it, so a network fault on a link cuts the service off.
+    nats_address = f"{doc.nats.host}:{doc.nats.client_port}"
+    postgres_address = (doc.postgres.host, doc.postgres.port)
+    if "nats" in proxy_ports:
+        nats_address = f"127.0.0.1:{proxy_ports['nats']}"
+    if "postgresql" in proxy_ports:
+        postgres_address = ("127.0.0.1", proxy_ports["postgresql"])
     role = service.role or name
     command = [
         sys.executable,
@@ -268,7 +299,7 @@ def _service_program(
         str(service.port),
     ]
     if service.nats:
-        command += ["--nats-url", f"nats://{doc.nats.host}:{doc.nats.client_port}"]
+        command += ["--nats-url", f"nats://{nats_address}"]
     command += list(service.args)
 
     environment: dict[str, str] = {"PYTHONUNBUFFERED": "1"}
@@ -276,7 +307,8 @@ def _service_program(
         postgres = doc.postgres
         password = secrets.get(postgres.password_env, "")
         environment["STACKCHECK_REF_DSN"] = (
-            f"host={postgres.host} port={postgres.port} dbname={service.database} "
+            f"host={postgres_address[0]} port={postgres_address[1]} "
+            f"dbname={service.database} "
             f"user={postgres.owner} password={password} connect_timeout=2"
         )
     if service.token_env:
@@ -287,5 +319,7 @@ def _service_program(
         "exitcodes": "0",
         "environment": _environment(environment),
     }
-    # supervisord has no restart delay of its own; startsecs=0 restarts at once.
+    # NOTE: supervisord has no restart delay setting, so restart_delay_s is
+    # not mirrored. supervisor 4.3 respawns a dead program on the next turn
+    # of its 1 s main loop, so the local delay is up to about 1 s.
     return _program(name, command, layout, None, priority=20, extra=extra)
