@@ -98,7 +98,7 @@ def test_failed_start_cleans_up(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(private))
     started = time.monotonic()
 
-    with pytest.raises(ProvisionError, match="nginx exited") as failure:
+    with pytest.raises(ProvisionError, match="nginx keeps exiting") as failure:
         LocalProvisioner().up(load_profile(profile))
 
     # The crash is reported as soon as nginx exits, not after ready_s.

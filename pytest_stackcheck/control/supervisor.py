@@ -206,18 +206,6 @@ class SupervisorControl:
         """Return the state of every program."""
         return [_status(info) for info in self._call("getAllProcessInfo")]
 
-    def exited_since_start(self) -> list[str]:
-        """Return the programs that have exited at least once since they started.
-
-        supervisord sets a program's ``stop`` time when its process ends, for
-        whatever reason, and a restart does not clear it.
-        """
-        return [
-            str(info["name"])
-            for info in self._call("getAllProcessInfo")
-            if float(info["stop"]) > 0
-        ]
-
     def configs(self, config_file: Path) -> dict[str, ProcessConfig]:
         """Return the restart settings of every program, by name.
 

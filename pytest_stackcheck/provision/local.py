@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import pwd
+import random
 import secrets as secrets_module
 import shutil
 import signal
@@ -48,8 +49,46 @@ from pytest_stackcheck.provision.local_config import (
 log = logging.getLogger("pytest_stackcheck")
 
 
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_PORT = 10000
+PORT_TRIES = 200
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = EPHEMERAL_RANGE_FILE.read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        # Linux's default range, used where the file cannot be read.
+        return 32768, 60999
+
+
+def _bindable(port: int, host: str) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """Return ``count`` distinct ports that were free on ``host`` just now."""
+    """Return ``count`` distinct ports that were free on ``host`` just now.
+
+    The ports come from below the kernel's ephemeral range, so an outgoing
+    connection made before a server binds its port cannot take it. They are
+    drawn at random, so two stacks starting at once rarely draw the same one.
+    Where the range leaves too little room below it, the kernel picks.
+    """
+    low, _ = _ephemeral_range()
+    if low - LOWEST_PORT >= 1000:
+        candidates = random.sample(
+            range(LOWEST_PORT, low), min(PORT_TRIES, low - LOWEST_PORT)
+        )
+        found = [port for port in candidates if _bindable(port, host)][:count]
+        if len(found) == count:
+            return found
+
     sockets = []
     try:
         for _ in range(count):
@@ -280,37 +319,51 @@ def _tls_settings(
 
 
 class _CrashWatch:
-    """Stop start-up waits early when a program has already exited.
+    """Stop start-up waits early when a program keeps crashing.
 
     Every server runs in the foreground and the reference services retry
-    their dependencies. A program that exits while the stack starts has
-    therefore crashed, from a bad config or a missing binary, and waiting out
-    ``ready_s`` would only delay the same verdict.
+    their dependencies, so a program that exits while the stack starts has
+    crashed. One exit can be bad luck (a port taken a moment before the bind)
+    and supervisord restarts the program, but a third process for the same
+    program means a crash loop from a bad config or a missing binary, and
+    waiting out ``ready_s`` would only delay the same verdict.
     """
+
+    CRASH_LOOP_PIDS = 3
 
     def __init__(self, control: SupervisorControl, layout: Layout) -> None:
         self._control = control
         self._layout = layout
+        self._pids: dict[str, set[int]] = {}
 
     def __call__(self) -> str:
         try:
-            exited = self._control.exited_since_start()
+            statuses = self._control.statuses()
         except StackcheckError:
             return ""
-        if not exited:
+        for status in statuses:
+            if status.pid:
+                self._pids.setdefault(status.name, set()).add(status.pid)
+        looping = [
+            name
+            for name, pids in self._pids.items()
+            if len(pids) >= self.CRASH_LOOP_PIDS
+        ]
+        if not looping:
             return ""
-        name = exited[0]
+        name = looping[0]
         logs = [self._layout.logs / f"{name}.log"]
         if name == "nginx":
             logs.append(self._layout.logs / "nginx-error.log")
         tails = "\n".join(_tail(path) for path in logs if path.exists())
         return (
-            f"{name} exited while the stack was starting, so its configuration "
+            f"{name} keeps exiting while the stack starts ("
+            f"{len(self._pids[name])} processes so far), so its configuration "
             f"or binary is broken; its log ends with:\n{tails}"
         )
 
     def check(self) -> None:
-        """Raise ProvisionError if a program has exited since it started."""
+        """Raise ProvisionError if a program is in a crash loop."""
         reason = self()
         if reason:
             raise ProvisionError(reason)
