@@ -37,6 +37,7 @@ class _Reading:
     received: str | None
     service: str | None
     body: str
+    server: str = ""
 
 
 def check_http_route(stack: LiveStack, route: Route, timeouts: Timeouts) -> RouteResult:
@@ -54,6 +55,7 @@ def check_http_route(stack: LiveStack, route: Route, timeouts: Timeouts) -> Rout
             response.headers.get(RECEIVED_PATH_HEADER),
             response.headers.get(SERVICE_HEADER),
             response.text[:300],
+            response.headers.get("server", ""),
         )
 
     def problems(reading: _Reading) -> list[str]:
@@ -95,6 +97,10 @@ def check_http_route(stack: LiveStack, route: Route, timeouts: Timeouts) -> Rout
         f"route {route.prefix} status": last.status,
         f"route {route.prefix} upstream path": last.received or "(not reported)",
     }
+    # nginx replaces the upstream's Server header with its own, which names
+    # its version unless server_tokens is off.
+    if last.server.startswith("nginx"):
+        evidence["version.nginx"] = last.server
     found = problems(last)
     if not found:
         return RouteResult(True, "", evidence)
