@@ -98,9 +98,11 @@ class GateResult:
 
     @property
     def slowest(self) -> CheckResult | None:
-        if not self.checks:
+        """The longest check that ran; None when every check was skipped."""
+        ran = [check for check in self.checks if check.outcome is not Outcome.SKIPPED]
+        if not ran:
             return None
-        return max(self.checks, key=lambda check: check.duration_s)
+        return max(ran, key=lambda check: check.duration_s)
 
     @property
     def blocks(self) -> bool:

@@ -49,7 +49,8 @@ class StackSection:
 
     name: str = spec(help="set a short stack name, for example name = 'prod'")
     provisioner: Provisioner = spec(
-        help="set provisioner to 'local', 'existing', 'nix' or 'kubernetes'"
+        help="set provisioner to 'local' or 'existing' (nix and kubernetes are not "
+        "built yet)"
     )
     description: str = spec("", help="describe the stack in one line")
     host: str = spec(
@@ -306,7 +307,7 @@ def find_stack(name: str, directories: list[Path]) -> Path:
     searched = ", ".join(str(d) for d in directories)
     raise pytest.UsageError(
         f"--stack={name}: no such stack profile; available stacks: {listed} "
-        f"(searched {searched}); pass one of them, or --stack-file PATH"
+        f"(searched {searched}); pass one of them, or --stack-file=PATH"
     )
 
 

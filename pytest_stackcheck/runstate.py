@@ -154,7 +154,7 @@ class RunState:
         if self.profile is not None:
             return
         marker = pytest.mark.skip(
-            reason="no stack chosen: pass --stack NAME or --stack-file PATH"
+            reason="no stack chosen: pass --stack NAME or --stack-file=PATH"
         )
         for item in items:
             if item.get_closest_marker("gate") is not None:
@@ -196,7 +196,7 @@ class RunState:
     def live_stack(self) -> Any:
         """Return the live stack, failing the requesting test if there is none."""
         if self.profile is None:
-            pytest.skip("no stack chosen: pass --stack NAME or --stack-file PATH")
+            pytest.skip("no stack chosen: pass --stack NAME or --stack-file=PATH")
         if self.stack is None and self.is_worker and self.state_file:
             from pytest_stackcheck.provision.base import LiveStack
 
@@ -256,8 +256,12 @@ class RunState:
         return group_checks(checks, self.blocking_gates)
 
     def summarize(self, terminalreporter: pytest.TerminalReporter) -> None:
-        """Write the gate table, and how to reach a kept stack."""
-        if self.is_worker or (self.profile is None and not self._reports):
+        """Write the gate table, and how to reach a kept stack.
+
+        Without a stack nothing was checked, so no table is written: a run of
+        ordinary tests sees no trace of the plugin beyond skipped gate tests.
+        """
+        if self.is_worker or self.profile is None:
             return
         from pytest_stackcheck.report.terminal import write_gate_table
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from reference_harness import nats_server, postgres
 
 pytest_plugins = ["pytester"]
+
+# pytester points HOME at each test's temporary directory, so without this
+# every subprocess run would build its own PostgreSQL template cluster (about
+# 100 MB and several seconds each) under a fresh ~/.cache.
+USER_CACHE = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
 
 # Module-scoped real servers shared by the reference-service tests.
 __all__ = ["nats_server", "postgres"]
@@ -21,10 +27,15 @@ def run_suite(pytester: pytest.Pytester):
         return pytester.runpytest_subprocess(
             "-p",
             "no:cacheprovider",
-            "--stack-file",
-            str(profile),
+            f"--stack-file={profile}",
             *args,
             timeout=300,
         )
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _shared_template_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the user's template cache for stacks started by any test."""
+    monkeypatch.setenv("XDG_CACHE_HOME", USER_CACHE)

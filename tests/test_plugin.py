@@ -101,6 +101,7 @@ def test_without_stack_gate_tests_skip(pytester):
 
     result.assert_outcomes(passed=1, skipped=2)
     result.stdout.fnmatch_lines(["*no stack chosen: pass --stack NAME*"])
+    result.stdout.no_fnmatch_line("*gate summary*")
     assert result.ret == pytest.ExitCode.OK
 
 

@@ -105,9 +105,19 @@ def _check_view(check: CheckResult) -> CheckView:
         nodeid=check.nodeid,
         outcome=check.outcome.value,
         duration=format_seconds(check.duration_s),
-        evidence=tuple(evidence.render() for evidence in check.evidence),
+        evidence=_skip_reason(check)
+        + tuple(evidence.render() for evidence in check.evidence),
         failure_message=shorten_message(check.message) if failed else None,
     )
+
+
+def _skip_reason(check: CheckResult) -> tuple[str, ...]:
+    # A skipped check's reason is its evidence: it tells the operator why the
+    # item was not checked (no GPU, chaos not allowed) and what would change it.
+    if check.outcome is not Outcome.SKIPPED or not check.message.strip():
+        return ()
+    reason = check.message.strip().splitlines()[0].removeprefix("Skipped: ")
+    return (f"skipped: {reason}",)
 
 
 def _verdict_class(verdict: Verdict) -> str:

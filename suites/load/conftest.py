@@ -42,10 +42,15 @@ def load_exclusive(stack) -> Iterator[None]:
     """Hold a lock so that no other load check runs against this stack meanwhile.
 
     Under pytest-xdist two load checks would otherwise share the stack's
-    CPU and each measure the other's load. The lock file is named after the
-    stack's nginx address, so separate stacks do not wait for each other.
+    CPU and each measure the other's load. A local stack keeps the lock file
+    in its own directory, which teardown removes; a deployed stack's lock
+    file is named after its nginx address, so separate stacks do not wait
+    for each other.
     """
-    address = stack.nginx_url.split("//", 1)[1].replace(":", "-")
-    path = Path(tempfile.gettempdir()) / f"stackcheck-load-{address}.lock"
+    if stack.workdir is not None:
+        path = stack.workdir / "load.lock"
+    else:
+        address = stack.nginx_url.split("//", 1)[1].replace(":", "-")
+        path = Path(tempfile.gettempdir()) / f"stackcheck-load-{address}.lock"
     with FileLock(str(path), timeout=LOCK_WAIT_S):
         yield
