@@ -261,18 +261,8 @@ def bare_cluster(bindir: Path, run_as: str | None) -> Path:
 
 
 def _give_tree(root: Path, user: str | None) -> None:
-    if not user:
-        return
-    entry = pwd.getpwnam(user)
-    os.chown(root, entry.pw_uid, entry.pw_gid)
-    for directory, subdirs, files in os.walk(root):
-        for name in subdirs + files:
-            os.chown(
-                os.path.join(directory, name),
-                entry.pw_uid,
-                entry.pw_gid,
-                follow_symlinks=False,
-            )
+    if user:
+        local_postgres.chown_tree(root, user)
 
 
 def scratch_bindir(configured: str) -> Path:

@@ -140,7 +140,7 @@ def make_data_dir(
 
     _copy_tree(template, target)
     if run_as and target.stat().st_uid != pwd.getpwnam(run_as).pw_uid:
-        _chown_tree(target, run_as)
+        chown_tree(target, run_as)
     target.chmod(0o700)
     return elapsed
 
@@ -164,7 +164,7 @@ def _build_template(
     staging = scratch / "data"
     staging.mkdir()
     if run_as:
-        _chown_tree(scratch, run_as)
+        chown_tree(scratch, run_as)
 
     try:
         _run(
@@ -265,7 +265,8 @@ def _connect(socket_dir: Path, port: int, dbname: str) -> psycopg.Connection[Any
     )
 
 
-def _chown_tree(root: Path, user: str) -> None:
+def chown_tree(root: Path, user: str) -> None:
+    """Give ``root`` and everything below it to ``user`` and their group."""
     entry = pwd.getpwnam(user)
     os.chown(root, entry.pw_uid, entry.pw_gid)
     for directory, subdirs, files in os.walk(root):
