@@ -98,7 +98,7 @@ class GateResult:
 
     @property
     def slowest(self) -> CheckResult | None:
-        """The longest check that ran; None when every check was skipped."""
+        """The check that ran longest, or None when every check was skipped."""
         ran = [check for check in self.checks if check.outcome is not Outcome.SKIPPED]
         if not ran:
             return None

@@ -240,7 +240,7 @@ class LocalSpec:
 
 @dataclass(frozen=True, slots=True)
 class SecuritySpec:
-    """What the stack may expose beyond this host."""
+    """The components allowed to listen beyond this host's loopback."""
 
     public: tuple[str, ...] = spec(
         ("nginx",),

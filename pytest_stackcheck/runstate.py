@@ -258,8 +258,9 @@ class RunState:
     def summarize(self, terminalreporter: pytest.TerminalReporter) -> None:
         """Write the gate table, and how to reach a kept stack.
 
-        Without a stack nothing was checked, so no table is written: a run of
-        ordinary tests sees no trace of the plugin beyond skipped gate tests.
+        Without a stack nothing was checked, so no table is written and a run
+        of ordinary tests shows no trace of the plugin beyond skipped gate
+        tests.
         """
         if self.is_worker or self.profile is None:
             return

@@ -17,7 +17,7 @@ def _polylines(svg: str) -> list[str]:
     return [line.get("points", "") for line in root.iter(SVG + "polyline")]
 
 
-def test_each_series_is_one_line_with_all_its_points():
+def test_series_drawn_as_lines():
     plot = Plot(
         "latency",
         "elapsed (s)",
@@ -31,7 +31,7 @@ def test_each_series_is_one_line_with_all_its_points():
     assert [len(points.split()) for points in lines[1:]] == [3, 2]
 
 
-def test_step_plot_holds_each_value_until_the_next_point():
+def test_step_plot_keeps_values():
     plot = Plot("state", "t", "healthy", {"web": [(0, 1), (2, 0), (3, 1)]}, step=True)
 
     lines = _polylines(render_svg(plot))
@@ -39,7 +39,7 @@ def test_step_plot_holds_each_value_until_the_next_point():
     assert len(lines[1].split()) == 5
 
 
-def test_text_is_escaped_and_non_finite_points_are_dropped():
+def test_text_escaped_nan_dropped():
     plot = Plot(
         "<script>",
         "x & y",

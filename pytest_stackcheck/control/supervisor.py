@@ -83,21 +83,21 @@ class SupervisorControl:
             ) from exc
 
     def ping(self) -> bool:
-        """Return whether supervisord answers on its socket."""
+        """Return whether supervisord responds on its socket."""
         try:
             return self._call("getState")["statename"] == "RUNNING"  # type: ignore[no-any-return]
         except StackcheckError:
             return False
 
     def wait_until_up(self, timeout_s: float) -> None:
-        """Wait until supervisord answers, or raise after ``timeout_s``."""
+        """Wait until supervisord responds, or raise after ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.socket_path.exists() and self.ping():
                 return
             time.sleep(0.02)
         raise StackcheckError(
-            f"supervisord did not answer on {self.socket_path} within {timeout_s} s"
+            f"supervisord did not respond on {self.socket_path} within {timeout_s} s"
         )
 
     def start(self, name: str, wait: bool = True) -> None:

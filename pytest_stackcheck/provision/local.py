@@ -323,10 +323,10 @@ class _CrashWatch:
 
     Every server runs in the foreground and the reference services retry
     their dependencies, so a program that exits while the stack starts has
-    crashed. One exit can be bad luck (a port taken a moment before the bind)
-    and supervisord restarts the program, but a third process for the same
-    program means a crash loop from a bad config or a missing binary, and
-    waiting out ``ready_s`` would only delay the same verdict.
+    crashed. One exit can be bad luck, such as a port taken a moment before
+    the bind, and supervisord restarts the program. A third process for the
+    same program means a crash loop from a bad config or a missing binary,
+    and waiting out ``ready_s`` would only delay the same verdict.
     """
 
     CRASH_LOOP_PIDS = 3
@@ -463,7 +463,7 @@ def _wait_for_health(
         watch.check()
         if not waited_nginx.ok:
             raise ProvisionError(
-                f"nginx did not answer on {stack.nginx_url} within {timeout} s; "
+                f"nginx did not respond on {stack.nginx_url} within {timeout} s; "
                 "its error log ends with:\n" + _tail(layout.logs / "nginx-error.log")
             )
 

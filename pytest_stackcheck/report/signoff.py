@@ -112,7 +112,7 @@ def _check_view(check: CheckResult) -> CheckView:
 
 
 def _skip_reason(check: CheckResult) -> tuple[str, ...]:
-    # A skipped check's reason is its evidence: it tells the operator why the
+    # A skipped check's reason is its evidence, because it explains why the
     # item was not checked (no GPU, chaos not allowed) and what would change it.
     if check.outcome is not Outcome.SKIPPED or not check.message.strip():
         return ()

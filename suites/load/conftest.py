@@ -43,7 +43,7 @@ def load_exclusive(stack) -> Iterator[None]:
 
     Under pytest-xdist two load checks would otherwise share the stack's
     CPU and each measure the other's load. A local stack keeps the lock file
-    in its own directory, which teardown removes; a deployed stack's lock
+    in its own directory, which teardown removes. A deployed stack's lock
     file is named after its nginx address, so separate stacks do not wait
     for each other.
     """
