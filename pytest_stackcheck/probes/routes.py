@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from pytest_stackcheck.probes import identity
 from pytest_stackcheck.probes.http import compare_health
 from pytest_stackcheck.probes.wait import wait_until
 from pytest_stackcheck.probes.websocket import SAMPLE_ACCEPT, Handshake, handshake
@@ -43,18 +44,23 @@ class _Reading:
 def check_http_route(stack: LiveStack, route: Route, timeouts: Timeouts) -> RouteResult:
     """Request ``prefix + probe`` through nginx and judge what the upstream saw."""
     url = f"{stack.nginx_url}{route.prefix}{route.probe}?{PROBE_QUERY}"
+    host = stack.nginx_host_header
     expected_path = f"/{route.probe}?{PROBE_QUERY}"
     service = stack.profile.doc.services[route.service]
     expected_role = service.role or route.service
+    direct = _DirectAnswer(
+        f"{stack.service_url(route.service)}/{route.probe}?{PROBE_QUERY}",
+        timeouts.check_s,
+    )
 
     def read() -> _Reading:
         with httpx.Client(timeout=timeouts.check_s) as client:
-            response = client.get(url)
+            response = client.get(url, headers={"Host": host})
         return _Reading(
             response.status_code,
             response.headers.get(RECEIVED_PATH_HEADER),
             response.headers.get(SERVICE_HEADER),
-            response.text[:300],
+            response.text[: identity.MAX_BODY_CHARS],
             response.headers.get("server", ""),
         )
 
@@ -82,6 +88,8 @@ def check_http_route(stack: LiveStack, route: Route, timeouts: Timeouts) -> Rout
             found += compare_health(reading.status, reading.body, service.health)
         elif reading.received is None and reading.status >= 400:
             found.append(f"status {reading.status}")
+        if reading.service is None:
+            found += direct.differences(route.service, reading)
         return found
 
     waited = wait_until(
@@ -96,6 +104,7 @@ def check_http_route(stack: LiveStack, route: Route, timeouts: Timeouts) -> Rout
     evidence: dict[str, str | int | float] = {
         f"route {route.prefix} status": last.status,
         f"route {route.prefix} upstream path": last.received or "(not reported)",
+        f"route {route.prefix} identity": direct.proof(last),
     }
     # nginx replaces the upstream's Server header with its own, which names
     # its version unless server_tokens is off.
@@ -105,11 +114,60 @@ def check_http_route(stack: LiveStack, route: Route, timeouts: Timeouts) -> Rout
     if not found:
         return RouteResult(True, "", evidence)
     message = (
-        f"route {route.prefix} -> {route.service}: GET {url} returned {last.status}; "
-        + "; ".join(found)
-        + f"; body {last.body[:120]!r}"
+        f"route {route.prefix} -> {route.service}: GET {url} (Host: {host}) "
+        f"returned {last.status}; " + "; ".join(found) + f"; body {last.body[:120]!r}"
     )
     return RouteResult(False, message, evidence)
+
+
+class _DirectAnswer:
+    """The service's own answer to the probe, read once when first needed.
+
+    Only an answer through nginx without ``X-Stackcheck-Service`` needs it:
+    a reference service names itself, a real one is recognised by its body.
+    """
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        self._url = url
+        self._timeout_s = timeout_s
+        self._fingerprint: identity.Fingerprint | None = None
+        self._error = ""
+
+    def _read(self) -> identity.Fingerprint | None:
+        if self._fingerprint is None and not self._error:
+            try:
+                self._fingerprint = identity.read_fingerprint(
+                    self._url, self._timeout_s
+                )
+            except httpx.HTTPError as exc:
+                self._error = f"{type(exc).__name__}: {exc}"
+        return self._fingerprint
+
+    def differences(self, name: str, reading: _Reading) -> list[str]:
+        """List how ``reading`` differs from the service's own answer."""
+        expected = self._read()
+        if expected is None:
+            return []
+        found = identity.differences(expected, reading.status, reading.body)
+        if not found:
+            return []
+        if expected.service is not None:
+            found.insert(0, f"no X-Stackcheck-Service header, which {name} sends")
+        return [
+            f"the answer differs from {name}'s own at {expected.url}: "
+            + ", ".join(found)
+            + "; another server or nginx itself answered, so check proxy_pass "
+            "of this location and which server block answers this Host"
+        ]
+
+    def proof(self, reading: _Reading) -> str:
+        """Say how the check knows which service answered."""
+        if reading.service is not None:
+            return f"X-Stackcheck-Service: {reading.service}"
+        expected = self._read()
+        if expected is None:
+            return f"not proven: {self._url} not reachable ({self._error})"
+        return f"matches {expected.url} ({len(expected.fields)} fields)"
 
 
 def check_websocket_route(
@@ -117,6 +175,8 @@ def check_websocket_route(
 ) -> RouteResult:
     """Upgrade to a websocket through nginx and expect the NATS INFO frame."""
     url = f"{stack.nginx_url}{route.prefix}{route.probe}"
+    host = stack.nginx_host_header
+    nats_port = f"nats.websocket_port = {stack.profile.doc.nats.websocket_port}"
 
     def holds(answer: Handshake) -> bool:
         return (
@@ -126,7 +186,7 @@ def check_websocket_route(
         )
 
     waited = wait_until(
-        lambda: handshake(url, timeouts.check_s),
+        lambda: handshake(url, timeouts.check_s, host),
         holds,
         timeouts.check_s,
         timeouts.poll_s,
@@ -134,7 +194,11 @@ def check_websocket_route(
     answer = waited.last
     if answer is None:
         return RouteResult(
-            False, f"route {route.prefix}: handshake failed: {waited.error}"
+            False,
+            f"route {route.prefix}: handshake with GET {url} (Host: {host}) "
+            f"failed: {waited.error}; nginx gave no complete answer, so proxy_pass "
+            "may point at a port that does not speak HTTP, such as the NATS "
+            f"client port; it should be the NATS websocket port ({nats_port})",
         )
 
     evidence: dict[str, str | int | float] = {
@@ -150,7 +214,15 @@ def check_websocket_route(
         return RouteResult(True, "", evidence)
 
     hints = []
-    if answer.status != 101:
+    if 200 <= answer.status < 300:
+        hints.append(
+            f"expected 101 Switching Protocols, but the upstream answered the "
+            f"upgrade as a plain HTTP request: proxy_pass should point at the NATS "
+            f"websocket port ({nats_port}), not another port such as NATS "
+            "monitoring, and the location needs proxy_http_version 1.1 and the "
+            "Upgrade and Connection headers"
+        )
+    elif answer.status != 101:
         hints.append(
             "expected 101 Switching Protocols: the location needs "
             "proxy_http_version 1.1 and the Upgrade and Connection headers"

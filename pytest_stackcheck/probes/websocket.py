@@ -51,8 +51,12 @@ class Handshake:
         )
 
 
-def handshake(url: str, timeout_s: float = 5.0) -> Handshake:
-    """Send a websocket upgrade to ``url`` and read the reply and first frame."""
+def handshake(url: str, timeout_s: float = 5.0, host_header: str = "") -> Handshake:
+    """Send a websocket upgrade to ``url`` and read the reply and first frame.
+
+    ``host_header`` replaces the Host header, which otherwise names the
+    address and port of ``url``.
+    """
     parts = urlsplit(url)
     host = parts.hostname or "127.0.0.1"
     port = parts.port or 80
@@ -62,7 +66,7 @@ def handshake(url: str, timeout_s: float = 5.0) -> Handshake:
 
     request = (
         f"GET {target} HTTP/1.1\r\n"
-        f"Host: {host}:{port}\r\n"
+        f"Host: {host_header or f'{host}:{port}'}\r\n"
         "Upgrade: websocket\r\n"
         "Connection: Upgrade\r\n"
         f"Sec-WebSocket-Key: {SAMPLE_KEY}\r\n"

@@ -55,6 +55,18 @@ class LiveStack:
         return f"http://{nginx.host}:{nginx.http_port}"
 
     @property
+    def nginx_host_header(self) -> str:
+        """Return the Host header a browser sends to nginx.server_name over HTTP.
+
+        Checks through nginx send it, so that they reach the server block that
+        real clients reach rather than the one that answers by address.
+        """
+        nginx = self.profile.doc.nginx
+        if nginx.http_port == 80:
+            return nginx.server_name
+        return f"{nginx.server_name}:{nginx.http_port}"
+
+    @property
     def nats_url(self) -> str:
         nats = self.profile.doc.nats
         return f"nats://{nats.host}:{nats.client_port}"
