@@ -54,3 +54,73 @@ def test_x2_variable_upstream_fails(tmp_path, run_suite):
     assert "upstream received '/internal/llm/health?stackcheck=1'" in output
     assert "prefix was not stripped" in output
     assert result.ret == 1
+
+
+def test_hidden_service_header_passes(tmp_path, run_suite):
+    """A real service sends no identity header; its own answer identifies it."""
+    site = NGINX_CASES / "correct-hidden-service-header.conf.j2"
+    result = run_suite(with_nginx_site(tmp_path, site), ROUTES, "-m", "day1")
+
+    result.assert_outcomes(passed=3)
+    assert result.ret == 0
+
+
+def test_static_healthy_json_fails(tmp_path, run_suite):
+    profile = with_nginx_site(tmp_path, NGINX_CASES / "x2-static-health.conf.j2")
+    result = run_suite(profile, ROUTES, "-m", "day1")
+
+    result.assert_outcomes(passed=2, failed=1)
+    output = result.stdout.str()
+    assert "route / -> singularity" in output
+    assert "the answer differs from singularity's own at http://127.0.0.1:" in output
+    assert "field service missing, the service has 'singularity'" in output
+    assert "nginx itself answered" in output
+    assert result.ret == 1
+
+
+def test_wrong_service_without_header_fails(tmp_path, run_suite):
+    profile = with_nginx_site(tmp_path, NGINX_CASES / "x2-wrong-service.conf.j2")
+    result = run_suite(profile, ROUTES, "-m", "day1")
+
+    result.assert_outcomes(passed=2, failed=1)
+    output = result.stdout.str()
+    assert "route /internal/llm/ -> llm-server" in output
+    assert "field service = 'centralcloud', the service has 'llm-server'" in output
+    assert result.ret == 1
+
+
+def test_server_name_block_fails(tmp_path, run_suite):
+    profile = with_nginx_site(tmp_path, NGINX_CASES / "x2-server-name-block.conf.j2")
+    result = run_suite(profile, ROUTES, "-m", "day1")
+
+    result.assert_outcomes(passed=2, failed=1)
+    output = result.stdout.str()
+    assert "route / -> singularity" in output
+    assert "(Host: localhost:" in output
+    assert "reached service 'centralcloud', expected 'singularity'" in output
+    assert result.ret == 1
+
+
+def test_x1_monitoring_port_fails(tmp_path, run_suite):
+    profile = with_nginx_site(tmp_path, NGINX_CASES / "x1-monitoring-port.conf.j2")
+    result = run_suite(profile, ROUTES, "-m", "day1")
+
+    result.assert_outcomes(passed=2, failed=1)
+    output = result.stdout.str()
+    assert "route /internal/nats/" in output
+    assert "-> 200 OK" in output
+    assert "answered the upgrade as a plain HTTP request" in output
+    assert "NATS websocket port (nats.websocket_port = " in output
+    assert result.ret == 1
+
+
+def test_x1_client_port_fails(tmp_path, run_suite):
+    profile = with_nginx_site(tmp_path, NGINX_CASES / "x1-client-port.conf.j2")
+    result = run_suite(profile, ROUTES, "-m", "day1")
+
+    result.assert_outcomes(passed=2, failed=1)
+    output = result.stdout.str()
+    assert "route /internal/nats/: handshake with GET" in output
+    assert "such as the NATS client port" in output
+    assert "NATS websocket port (nats.websocket_port = " in output
+    assert result.ret == 1

@@ -9,6 +9,8 @@ fault they catch.
 
 from __future__ import annotations
 
+import json
+
 from helpers import NGINX_CASES, SUITES, local_profile, with_nginx_site
 
 PROXY = str(SUITES / "load" / "test_proxy.py")
@@ -89,3 +91,37 @@ def test_x4_declared_limit_is_the_boundary(tmp_path, run_suite):
     result.assert_outcomes(failed=1)
     output = result.stdout.str()
     assert "a body one byte over the declared limit (2097153 bytes) got 200" in output
+
+
+def test_gzip_stream_passes_decoded(tmp_path, run_suite):
+    """Compressed events that nginx flushes one by one reach clients in time."""
+    profile = with_nginx_site(tmp_path, NGINX_CASES / "correct-gzip-stream.conf.j2")
+    report = tmp_path / "report"
+    result = run_suite(profile, PROXY, "-k", "stream", "--gate-report", str(report))
+
+    result.assert_outcomes(passed=1)
+    assert _evidence(report, "stream content encoding") == "gzip"
+    assert _evidence(report, "stream events") == 10
+
+
+def test_cached_answers_fail(tmp_path, run_suite):
+    profile = with_nginx_site(tmp_path, NGINX_CASES / "x3-cached-answers.conf.j2")
+    result = run_suite(profile, PROXY, "-k", "body")
+
+    result.assert_outcomes(failed=1)
+    output = result.stdout.str()
+    assert "the 1153433-byte request got completion chatcmpl-" in output
+    assert "the answer to the earlier 943718-byte request" in output
+    assert "turn proxy_cache off on the gateway location" in output
+    assert "cut on the way" not in output
+    assert result.ret == 1
+
+
+def _evidence(report, name):
+    gates = json.loads((report / "gates.json").read_text())
+    for gate in gates["gates"]:
+        for check in gate["checks"]:
+            for record in check["evidence"]:
+                if record["name"] == name:
+                    return record["value"]
+    raise AssertionError(f"no evidence named {name!r} in gates.json")

@@ -58,7 +58,10 @@ def _url(stack: LiveStack, gateway: GatewayLoad, path: str) -> str:
 
 
 def _headers(stack: LiveStack, gateway: GatewayLoad) -> dict[str, str]:
-    return {"Authorization": f"Bearer {gateway_token(stack, gateway)}"}
+    return {
+        "Authorization": f"Bearer {gateway_token(stack, gateway)}",
+        "Host": stack.nginx_host_header,
+    }
 
 
 def _chat(content: str, max_tokens: int, stream: bool) -> dict[str, object]:
@@ -102,8 +105,11 @@ def check_stream(
                 f"streamed chat answered {response.status_code}, expected 200: "
                 f"{response.text[:200]}",
             )
+        # Clients decode a compressed stream, so events are counted after
+        # decoding; the encoding is named if they arrived held back.
+        encoding = response.headers.get("content-encoding", "")
         buffer = b""
-        for chunk in response.iter_raw():
+        for chunk in response.iter_bytes():
             now = time.monotonic() - started
             buffer += chunk
             while b"\n\n" in buffer:
@@ -113,10 +119,12 @@ def check_stream(
             if time.monotonic() - started > limit_s:
                 break
 
-    return _judge_stream(arrivals, proxy)
+    return _judge_stream(arrivals, proxy, encoding)
 
 
-def _judge_stream(arrivals: list[float], proxy: ProxyChecks) -> ProxyCheck:
+def _judge_stream(
+    arrivals: list[float], proxy: ProxyChecks, encoding: str = ""
+) -> ProxyCheck:
     events = proxy.stream_events
     # Events closer together than half the interval arrived in one read,
     # which means something between the upstream and the client held them.
@@ -135,6 +143,7 @@ def _judge_stream(arrivals: list[float], proxy: ProxyChecks) -> ProxyCheck:
         "stream bursts": bursts,
         "stream first event (s)": round(first, 3),
         "stream last event (s)": round(arrivals[-1], 3) if arrivals else "none",
+        "stream content encoding": encoding or "none",
     }
 
     faults = []
@@ -152,6 +161,12 @@ def _judge_stream(arrivals: list[float], proxy: ProxyChecks) -> ProxyCheck:
         faults.append(
             f"the first event arrived after {first:.2f} s, later than "
             f"load.proxy.first_event_s = {proxy.first_event_s:g} s"
+        )
+    if faults and encoding:
+        faults.append(
+            f"the stream came with Content-Encoding: {encoding}, and nginx "
+            "compresses in blocks; remove text/event-stream from gzip_types "
+            "(or set gzip off) on the gateway location"
         )
     if faults:
         return ProxyCheck(False, "server-sent events: " + "; ".join(faults), evidence)
@@ -225,6 +240,16 @@ def check_slow_answer(
     )
 
 
+def _completion_id(response: httpx.Response) -> str | None:
+    """Return the ``id`` of a chat completion, which is new for every answer."""
+    try:
+        document = response.json()
+    except ValueError:
+        return None
+    value = document.get("id") if isinstance(document, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
 def _hits_before(follow_up: httpx.Response) -> int | None:
     """Return the hits of the first request, from the count after the follow-up."""
     raw = follow_up.headers.get(HITS_HEADER, "")
@@ -254,6 +279,8 @@ def check_body_limit(
     headers["Content-Type"] = "application/json"
     faults: list[str] = []
     evidence: dict[str, float | int | str] = {}
+    # Completion id -> size of the request that first got it.
+    answered: dict[str, int] = {}
 
     with httpx.Client(timeout=60.0) as client:
         url = _url(stack, gateway, "/v1/chat/completions")
@@ -269,6 +296,17 @@ def check_body_limit(
                     "gateway location (nginx's default is 1m)"
                 )
                 continue
+            completion = _completion_id(response)
+            if completion in answered:
+                faults.append(
+                    f"the {size}-byte request got completion {completion}, the "
+                    f"answer to the earlier {answered[completion]}-byte request, "
+                    "so a cache answered instead of the model; turn proxy_cache "
+                    "off on the gateway location"
+                )
+                continue
+            if completion is not None:
+                answered[completion] = size
             if SERVICE_HEADER in response.headers:
                 received = response.json().get("usage", {}).get("prompt_tokens")
                 if received != words:
