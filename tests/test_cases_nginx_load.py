@@ -16,10 +16,15 @@ from helpers import NGINX_CASES, SUITES, local_profile, with_nginx_site
 PROXY = str(SUITES / "load" / "test_proxy.py")
 
 
-def test_correct_site_passes_proxy_checks(tmp_path, run_suite):
-    result = run_suite(local_profile(tmp_path), PROXY)
+# A short idle hold: the shipped 65 s outlasts nginx's default timeout, which
+# the broken case below undercuts by far.
+SHORT_IDLE = {"websocket_idle_s = 65.0": "websocket_idle_s = 8.0"}
 
-    result.assert_outcomes(passed=3)
+
+def test_correct_site_passes_proxy_checks(tmp_path, run_suite):
+    result = run_suite(local_profile(tmp_path, SHORT_IDLE), PROXY)
+
+    result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(["load *pass*", "deployment verdict: OK"])
     assert result.ret == 0
 
@@ -114,6 +119,21 @@ def test_cached_answers_fail(tmp_path, run_suite):
     assert "the answer to the earlier 943718-byte request" in output
     assert "turn proxy_cache off on the gateway location" in output
     assert "cut on the way" not in output
+    assert result.ret == 1
+
+
+def test_websocket_idle_timeout_fails(tmp_path, run_suite):
+    site = NGINX_CASES / "x1-idle-timeout.conf.j2"
+    profile = local_profile(
+        tmp_path, {**SHORT_IDLE, "[nginx]\n": f"[nginx]\nsite = '{site}'\n"}
+    )
+    result = run_suite(profile, PROXY, "-k", "websocket")
+
+    result.assert_outcomes(failed=1)
+    output = result.stdout.str()
+    assert "route /internal/nats/: the websocket closed after " in output
+    assert "expected it to stay open for 8 s (load.proxy.websocket_idle_s)" in output
+    assert "set proxy_read_timeout on this location" in output
     assert result.ret == 1
 
 

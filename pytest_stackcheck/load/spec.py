@@ -161,6 +161,12 @@ class ProxyChecks:
     bad_input_examples: int = spec(
         200, help="set how many malformed requests the bad-input check sends"
     )
+    websocket_idle_s: float = spec(
+        0.0,
+        help="set seconds a websocket through nginx must stay open without "
+        "traffic (longer than nginx's 60 s default read timeout; 0 skips the "
+        "check)",
+    )
 
     def __post_init__(self) -> None:
         prefix = "load.proxy"
@@ -168,6 +174,7 @@ class ProxyChecks:
         _require(self, prefix, "positive", ("stream_interval_s",))
         _require(self, prefix, "non-negative", ("slow_answer_s", "max_body_bytes"))
         _require(self, prefix, "non-negative", ("bad_input_examples",))
+        _require(self, prefix, "non-negative", ("websocket_idle_s",))
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import socket
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -57,6 +58,21 @@ def handshake(url: str, timeout_s: float = 5.0, host_header: str = "") -> Handsh
     ``host_header`` replaces the Host header, which otherwise names the
     address and port of ``url``.
     """
+    answer, connection = open_websocket(url, timeout_s, host_header)
+    if connection is not None:
+        connection.close()
+    return answer
+
+
+def open_websocket(
+    url: str, timeout_s: float = 5.0, host_header: str = ""
+) -> tuple[Handshake, Connection | None]:
+    """Upgrade ``url`` to a websocket and keep it open if the upgrade succeeded.
+
+    Returns the answer with the first frame, and the open connection, or
+    None when the answer was not 101 or the first frame did not arrive.
+    The caller closes the connection.
+    """
     parts = urlsplit(url)
     host = parts.hostname or "127.0.0.1"
     port = parts.port or 80
@@ -74,17 +90,72 @@ def handshake(url: str, timeout_s: float = 5.0, host_header: str = "") -> Handsh
         "\r\n"
     ).encode("ascii")
 
-    with socket.create_connection((host, port), timeout=timeout_s) as sock:
+    sock = socket.create_connection((host, port), timeout=timeout_s)
+    try:
         sock.sendall(request)
         head, rest = _read_head(sock)
         status, reason, headers = _parse_head(head)
         if status != 101:
-            return Handshake(url, status, reason, headers, rest[:200])
+            sock.close()
+            return Handshake(url, status, reason, headers, rest[:200]), None
+        connection = Connection(sock, rest)
         try:
-            frame = _read_frame(sock, rest)
+            frame = connection.read_frame()
         except (OSError, ValueError) as exc:
-            return Handshake(url, status, reason, headers, b"", str(exc))
-        return Handshake(url, status, reason, headers, frame)
+            sock.close()
+            return Handshake(url, status, reason, headers, b"", str(exc)), None
+        return Handshake(url, status, reason, headers, frame), connection
+    except BaseException:
+        sock.close()
+        raise
+
+
+class Connection:
+    """An open websocket as a client sees it: masked frames out, frames in."""
+
+    def __init__(self, sock: socket.socket, buffer: bytes = b"") -> None:
+        self.sock = sock
+        self._buffer = buffer
+
+    def send(self, payload: bytes) -> None:
+        """Send ``payload`` as one binary frame, masked as clients must."""
+        mask = os.urandom(4)
+        if len(payload) < 126:
+            header = bytes([0x82, 0x80 | len(payload)])
+        elif len(payload) < 65536:
+            header = bytes([0x82, 0x80 | 126]) + len(payload).to_bytes(2, "big")
+        else:
+            header = bytes([0x82, 0x80 | 127]) + len(payload).to_bytes(8, "big")
+        masked = bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload))
+        self.sock.sendall(header + mask + masked)
+
+    def read_frame(self) -> bytes:
+        """Return the payload of the next frame (at most 64 KiB of it).
+
+        Raises ``ValueError`` when the peer closes the connection.
+        """
+        header = self._need(2)
+        length = header[1] & 0x7F
+        if length == 126:
+            length = int.from_bytes(self._need(2), "big")
+        elif length == 127:
+            length = int.from_bytes(self._need(8), "big")
+        if header[1] & 0x80:
+            self._need(4)  # servers must not mask, but skip a mask key if sent
+        payload = self._need(length)
+        return payload[:65536]
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _need(self, count: int) -> bytes:
+        while len(self._buffer) < count:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise ValueError("connection closed inside a frame")
+            self._buffer += chunk
+        data, self._buffer = self._buffer[:count], self._buffer[count:]
+        return data
 
 
 def _read_head(sock: socket.socket) -> tuple[bytes, bytes]:
@@ -111,25 +182,3 @@ def _parse_head(head: bytes) -> tuple[int, str, dict[str, str]]:
         headers[name.strip().lower()] = value.strip()
     reason = status_line[2] if len(status_line) > 2 else ""
     return int(status_line[1]), reason, headers
-
-
-def _read_frame(sock: socket.socket, buffer: bytes) -> bytes:
-    def need(count: int) -> bytes:
-        nonlocal buffer
-        while len(buffer) < count:
-            chunk = sock.recv(4096)
-            if not chunk:
-                raise ValueError("connection closed inside a frame")
-            buffer += chunk
-        data, buffer = buffer[:count], buffer[count:]
-        return data
-
-    header = need(2)
-    length = header[1] & 0x7F
-    if length == 126:
-        length = int.from_bytes(need(2), "big")
-    elif length == 127:
-        length = int.from_bytes(need(8), "big")
-    if header[1] & 0x80:
-        need(4)  # servers must not mask, but skip a mask key if one is sent
-    return need(min(length, 65536))

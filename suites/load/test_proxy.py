@@ -1,4 +1,4 @@
-"""nginx in front of the LLM gateway: streams, slow answers and large bodies."""
+"""nginx in front of the gateway and NATS: streams, slow answers, bodies, idling."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pytest_stackcheck.load.proxy import (
     check_slow_answer,
     check_stream,
 )
+from pytest_stackcheck.load.websocket_idle import check_websocket_idle
 
 
 @pytest.mark.usefixtures("load_exclusive")
@@ -46,3 +47,21 @@ def test_body_limit(stack, evidence):
     for name, value in result.evidence.items():
         evidence.record(name, value)
     assert result.ok, result.message
+
+
+@pytest.mark.usefixtures("load_exclusive")
+@pytest.mark.gate("load", item="idle websockets stay open")
+def test_websocket_stays_open_idle(stack, evidence):
+    doc = stack.profile.doc
+    idle_s = doc.load.proxy.websocket_idle_s
+    if not idle_s:
+        pytest.skip("load.proxy.websocket_idle_s is 0, so no idle hold is expected")
+    routes = [route for route in doc.nginx.routes if route.websocket]
+    if not routes:
+        pytest.skip("the profile lists no websocket route under nginx.routes")
+
+    for route in routes:
+        result = check_websocket_idle(stack, route, idle_s, doc.timeouts.check_s)
+        for name, value in result.evidence.items():
+            evidence.record(f"route {route.prefix} {name}", value)
+        assert result.ok, result.message
