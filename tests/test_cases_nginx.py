@@ -7,6 +7,8 @@ and what the upstream received.
 
 from __future__ import annotations
 
+import re
+
 from helpers import NGINX_CASES, SUITES, local_profile, with_nginx_site
 
 ROUTES = str(SUITES / "acceptance" / "test_routes.py")
@@ -123,4 +125,42 @@ def test_x1_client_port_fails(tmp_path, run_suite):
     assert "route /internal/nats/: handshake with GET" in output
     assert "such as the NATS client port" in output
     assert "NATS websocket port (nats.websocket_port = " in output
+    assert result.ret == 1
+
+
+def test_https_redirect_passes(tmp_path, run_suite):
+    """Plain HTTP that only redirects to HTTPS is right when HTTPS serves all."""
+    site = NGINX_CASES / "correct-https-redirect.conf.j2"
+    result = run_suite(with_nginx_site(tmp_path, site), ROUTES, "-m", "day1")
+
+    result.assert_outcomes(passed=3)
+    assert result.ret == 0
+
+
+def test_https_block_without_route_fails(tmp_path, run_suite):
+    profile = with_nginx_site(tmp_path, NGINX_CASES / "x2-https-block.conf.j2")
+    result = run_suite(profile, ROUTES, "-m", "day1")
+
+    result.assert_outcomes(passed=2, failed=1)
+    output = result.stdout.str()
+    assert "route /internal/llm/ (https) -> llm-server: GET https://" in output
+    assert "reached service 'singularity', expected 'llm-server'" in output
+    assert "route /internal/llm/ -> " not in output
+    assert result.ret == 1
+
+
+def test_site_without_https_fails(tmp_path, run_suite):
+    """A site with no HTTPS listener fails every route when nginx.tls is true."""
+    site = (NGINX_CASES / "correct-hidden-service-header.conf.j2").read_text()
+    plain = tmp_path / "plain.conf.j2"
+    plain.write_text(
+        re.sub(r"\{% if nginx.tls %\}.*?\{% endif %\}\n", "", site, flags=re.S)
+    )
+    result = run_suite(with_nginx_site(tmp_path, plain), ROUTES, "-m", "day1")
+
+    result.assert_outcomes(failed=3)
+    output = result.stdout.str()
+    assert "route / (https): GET https://" in output
+    assert "give the site a listen ... ssl for it, or set nginx.tls = false" in output
+    assert "route / -> " not in output
     assert result.ret == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -21,6 +22,8 @@ RECEIVED_PATH_HEADER = "x-stackcheck-received-path"
 SERVICE_HEADER = "x-stackcheck-service"
 # A query string travels with the probe so a route that drops it is caught.
 PROBE_QUERY = "stackcheck=1"
+# Answers that send a client on to the Location header.
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,39 +36,123 @@ class RouteResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Front:
+    """One way clients reach nginx: plain HTTP, or HTTPS when nginx serves it."""
+
+    scheme: str
+    base_url: str
+    host: str
+    redirect_ok: bool = False
+    """Whether a redirect to the same path over HTTPS is a right answer."""
+
+    def label(self, route: Route) -> str:
+        return route.prefix if self.scheme == "http" else f"{route.prefix} (https)"
+
+
+def fronts(stack: LiveStack) -> list[Front]:
+    """Return every front a route must work on: HTTP, and HTTPS with nginx.tls."""
+    nginx = stack.profile.doc.nginx
+    if not nginx.tls:
+        return [Front("http", stack.nginx_url, stack.nginx_host_header)]
+    host = nginx.server_name
+    if nginx.https_port != 443:
+        host += f":{nginx.https_port}"
+    return [
+        Front("http", stack.nginx_url, stack.nginx_host_header, redirect_ok=True),
+        Front("https", f"https://{nginx.host}:{nginx.https_port}", host),
+    ]
+
+
+def _refused_hint(front: Front, stack: LiveStack) -> str:
+    if front.scheme != "https":
+        return ""
+    return (
+        f"; nginx.tls = true says nginx serves HTTPS on port "
+        f"{stack.profile.doc.nginx.https_port}: give the site a listen ... ssl "
+        "for it, or set nginx.tls = false"
+    )
+
+
+def _combine(results: list[RouteResult]) -> RouteResult:
+    evidence: dict[str, str | int | float] = {}
+    for result in results:
+        evidence.update(result.evidence)
+    failed = [result.message for result in results if not result.ok]
+    return RouteResult(not failed, "\n".join(failed), evidence)
+
+
+def _redirects_to_https(status: int, location: str, target: str) -> bool:
+    parts = urlsplit(location)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    return status in REDIRECT_STATUSES and parts.scheme == "https" and path == target
+
+
+@dataclass(frozen=True, slots=True)
 class _Reading:
     status: int
     received: str | None
     service: str | None
     body: str
     server: str = ""
+    location: str = ""
 
 
 def check_http_route(stack: LiveStack, route: Route, timeouts: Timeouts) -> RouteResult:
-    """Request ``prefix + probe`` through nginx and judge what the upstream saw."""
-    url = f"{stack.nginx_url}{route.prefix}{route.probe}?{PROBE_QUERY}"
-    host = stack.nginx_host_header
-    expected_path = f"/{route.probe}?{PROBE_QUERY}"
-    service = stack.profile.doc.services[route.service]
-    expected_role = service.role or route.service
+    """Request ``prefix + probe`` through nginx and judge what the upstream saw.
+
+    The route is checked over HTTP and, when nginx serves it, over HTTPS.
+    """
     direct = _DirectAnswer(
         f"{stack.service_url(route.service)}/{route.probe}?{PROBE_QUERY}",
         timeouts.check_s,
     )
+    return _combine(
+        [
+            _check_http_at(stack, route, timeouts, front, direct)
+            for front in fronts(stack)
+        ]
+    )
+
+
+def _check_http_at(
+    stack: LiveStack,
+    route: Route,
+    timeouts: Timeouts,
+    front: Front,
+    direct: _DirectAnswer,
+) -> RouteResult:
+    target = f"{route.prefix}{route.probe}?{PROBE_QUERY}"
+    url = front.base_url + target
+    host = front.host
+    label = front.label(route)
+    expected_path = f"/{route.probe}?{PROBE_QUERY}"
+    service = stack.profile.doc.services[route.service]
+    expected_role = service.role or route.service
+    server_name = stack.profile.doc.nginx.server_name
 
     def read() -> _Reading:
-        with httpx.Client(timeout=timeouts.check_s) as client:
-            response = client.get(url, headers={"Host": host})
+        # The TLS checks judge the certificate; here only the route counts.
+        with httpx.Client(timeout=timeouts.check_s, verify=False) as client:
+            response = client.get(
+                url,
+                headers={"Host": host},
+                extensions={"sni_hostname": server_name},
+            )
         return _Reading(
             response.status_code,
             response.headers.get(RECEIVED_PATH_HEADER),
             response.headers.get(SERVICE_HEADER),
             response.text[: identity.MAX_BODY_CHARS],
             response.headers.get("server", ""),
+            response.headers.get("location", ""),
         )
 
     def problems(reading: _Reading) -> list[str]:
         found: list[str] = []
+        if front.redirect_ok and _redirects_to_https(
+            reading.status, reading.location, target
+        ):
+            return found
         if reading.received is not None and reading.received != expected_path:
             found.append(
                 f"upstream received {reading.received!r}, expected {expected_path!r}"
@@ -98,14 +185,19 @@ def check_http_route(stack: LiveStack, route: Route, timeouts: Timeouts) -> Rout
     last = waited.last
     if last is None:
         return RouteResult(
-            False, f"route {route.prefix}: GET {url} failed: {waited.error}"
+            False,
+            f"route {label}: GET {url} (Host: {host}) failed: {waited.error}"
+            + _refused_hint(front, stack),
         )
 
     evidence: dict[str, str | int | float] = {
-        f"route {route.prefix} status": last.status,
-        f"route {route.prefix} upstream path": last.received or "(not reported)",
-        f"route {route.prefix} identity": direct.proof(last),
+        f"route {label} status": last.status,
+        f"route {label} upstream path": last.received or "(not reported)",
     }
+    if last.location:
+        evidence[f"route {label} redirect"] = last.location
+    else:
+        evidence[f"route {label} identity"] = direct.proof(last)
     # nginx replaces the upstream's Server header with its own, which names
     # its version unless server_tokens is off.
     if last.server.startswith("nginx"):
@@ -113,8 +205,13 @@ def check_http_route(stack: LiveStack, route: Route, timeouts: Timeouts) -> Rout
     found = problems(last)
     if not found:
         return RouteResult(True, "", evidence)
+    if last.location:
+        found.append(
+            f"redirected to {last.location!r}; a redirect passes only to the same "
+            "path and query over https"
+        )
     message = (
-        f"route {route.prefix} -> {route.service}: GET {url} (Host: {host}) "
+        f"route {label} -> {route.service}: GET {url} (Host: {host}) "
         f"returned {last.status}; " + "; ".join(found) + f"; body {last.body[:120]!r}"
     )
     return RouteResult(False, message, evidence)
@@ -173,17 +270,37 @@ class _DirectAnswer:
 def check_websocket_route(
     stack: LiveStack, route: Route, timeouts: Timeouts
 ) -> RouteResult:
-    """Upgrade to a websocket through nginx and expect the NATS INFO frame."""
-    url = f"{stack.nginx_url}{route.prefix}{route.probe}"
-    host = stack.nginx_host_header
+    """Upgrade to a websocket through nginx and expect the NATS INFO frame.
+
+    The route is checked over HTTP and, when nginx serves it, over HTTPS.
+    """
+    return _combine(
+        [_check_websocket_at(stack, route, timeouts, front) for front in fronts(stack)]
+    )
+
+
+def _check_websocket_at(
+    stack: LiveStack, route: Route, timeouts: Timeouts, front: Front
+) -> RouteResult:
+    target = f"{route.prefix}{route.probe}"
+    url = front.base_url + target
+    host = front.host
+    label = front.label(route)
     nats_port = f"nats.websocket_port = {stack.profile.doc.nats.websocket_port}"
 
+    def redirected(answer: Handshake) -> bool:
+        location = answer.headers.get("location", "")
+        return front.redirect_ok and _redirects_to_https(
+            answer.status, location, target
+        )
+
     def holds(answer: Handshake) -> bool:
-        return (
+        upgraded = (
             answer.status == 101
             and answer.accept_ok
             and answer.first_frame.startswith(b"INFO {")
         )
+        return upgraded or redirected(answer)
 
     waited = wait_until(
         lambda: handshake(url, timeouts.check_s, host),
@@ -195,22 +312,23 @@ def check_websocket_route(
     if answer is None:
         return RouteResult(
             False,
-            f"route {route.prefix}: handshake with GET {url} (Host: {host}) "
+            f"route {label}: handshake with GET {url} (Host: {host}) "
             f"failed: {waited.error}; nginx gave no complete answer, so proxy_pass "
             "may point at a port that does not speak HTTP, such as the NATS "
-            f"client port; it should be the NATS websocket port ({nats_port})",
+            f"client port; it should be the NATS websocket port ({nats_port})"
+            + _refused_hint(front, stack),
         )
 
     evidence: dict[str, str | int | float] = {
-        f"route {route.prefix} status": answer.status,
-        f"route {route.prefix} first frame": answer.first_frame[:40].decode(
+        f"route {label} status": answer.status,
+        f"route {label} first frame": answer.first_frame[:40].decode(
             "utf-8", errors="replace"
         ),
     }
     if holds(answer):
         info = _info_fields(answer.first_frame)
         if info:
-            evidence[f"route {route.prefix} server"] = info
+            evidence[f"route {label} server"] = info
         return RouteResult(True, "", evidence)
 
     hints = []
@@ -233,7 +351,7 @@ def check_websocket_route(
         hints.append("the first frame should start with 'INFO {' from nats-server")
     return RouteResult(
         False,
-        f"route {route.prefix}: {answer.describe()}; {'; '.join(hints)}",
+        f"route {label}: {answer.describe()}; {'; '.join(hints)}",
         evidence,
     )
 
