@@ -74,9 +74,9 @@ def test_static_healthy_json_fails(tmp_path, run_suite):
     result.assert_outcomes(passed=2, failed=1)
     output = result.stdout.str()
     assert "route / -> singularity" in output
-    assert "the answer differs from singularity's own at http://127.0.0.1:" in output
+    assert "the response differs from singularity's own at http://127.0.0.1:" in output
     assert "field service missing, the service has 'singularity'" in output
-    assert "nginx itself answered" in output
+    assert "nginx itself responded" in output
     assert result.ret == 1
 
 

@@ -116,7 +116,7 @@ def test_cached_answers_fail(tmp_path, run_suite):
     result.assert_outcomes(failed=1)
     output = result.stdout.str()
     assert "the 1153433-byte request got completion chatcmpl-" in output
-    assert "the answer to the earlier 943718-byte request" in output
+    assert "the response to the earlier 943718-byte request" in output
     assert "turn proxy_cache off on the gateway location" in output
     assert "cut on the way" not in output
     assert result.ret == 1

@@ -241,7 +241,7 @@ def check_slow_answer(
 
 
 def _completion_id(response: httpx.Response) -> str | None:
-    """Return the ``id`` of a chat completion, which is new for every answer."""
+    """Return the ``id`` of a chat completion, which is unique to each completion."""
     try:
         document = response.json()
     except ValueError:
@@ -300,7 +300,7 @@ def check_body_limit(
             if completion in answered:
                 faults.append(
                     f"the {size}-byte request got completion {completion}, the "
-                    f"answer to the earlier {answered[completion]}-byte request, "
+                    f"response to the earlier {answered[completion]}-byte request, "
                     "so a cache answered instead of the model; turn proxy_cache "
                     "off on the gateway location"
                 )

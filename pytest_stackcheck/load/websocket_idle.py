@@ -4,7 +4,7 @@ nginx closes an upgraded connection on which nothing has moved for
 ``proxy_read_timeout``, 60 s by default. A NATS client on an idle websocket
 sends its first PING only after its ping interval (2 min by default in the
 NATS clients), so with nginx's default every quiet browser tab loses its
-connection each minute. The check upgrades through nginx, says CONNECT and
+connection each minute. The check upgrades through nginx, sends CONNECT and
 PING, stays silent for ``load.proxy.websocket_idle_s`` and then expects a
 PONG to a second PING on the same connection.
 """
@@ -76,7 +76,7 @@ def check_websocket_idle(
 
 
 def _await_pong(connection: Connection, timeout_s: float) -> bool:
-    """Read frames until one holds PONG; False on close or after ``timeout_s``."""
+    """Read frames until one contains PONG; False on close or after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     received = b""
     while time.monotonic() < deadline:
@@ -93,7 +93,7 @@ def _await_pong(connection: Connection, timeout_s: float) -> bool:
 def _stay_idle(connection: Connection, idle_s: float) -> float | None:
     """Wait ``idle_s`` without sending; return when the peer closed, else None.
 
-    A server PING within the wait is answered, as a client would.
+    A server PING within the wait gets a PONG, as from a real client.
     """
     started = time.monotonic()
     while (left := idle_s - (time.monotonic() - started)) > 0:

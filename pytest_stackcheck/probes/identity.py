@@ -1,12 +1,12 @@
-"""Which service answered a route: compare nginx's answer with the service's own.
+"""Which service served a route: compare nginx's response with the service's own.
 
-A wrong upstream, or nginx itself with a static ``return 200``, can answer
-a route with healthy-looking JSON. The reference services name themselves
+A wrong upstream, or nginx itself with a static ``return 200``, can return
+healthy-looking JSON on a route. The reference services name themselves
 in ``X-Stackcheck-Service``; a real service usually does not, so the route
 check also asks the service directly, twice, and keeps what did not change
-between the two answers: the status and every JSON field with the same
-value (an uptime or a timestamp drops out). The answer through nginx must
-agree with all of it.
+between the two responses: the status and every JSON field with the same
+value (an uptime or a timestamp drops out). The response through nginx
+must agree with all of it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 SERVICE_HEADER = "x-stackcheck-service"
-# Bytes of a body read for the comparison; health answers are far smaller.
+# Characters of a body read for the comparison; health bodies are far smaller.
 MAX_BODY_CHARS = 65536
 # Differences named in one failure message; the rest are counted.
 SHOWN_DIFFERENCES = 3
@@ -30,7 +30,7 @@ _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}
 
 @dataclass(frozen=True, slots=True)
 class Fingerprint:
-    """What a service answers directly, reduced to the parts that stay put."""
+    """A service's direct response, reduced to the parts that stay the same."""
 
     url: str
     status: int
@@ -79,9 +79,13 @@ def read_fingerprint(url: str, timeout_s: float) -> Fingerprint:
         first = client.get(url)
         second = client.get(url)
 
-    one = json_leaves(first.text[:MAX_BODY_CHARS]) or {}
-    two = json_leaves(second.text[:MAX_BODY_CHARS]) or {}
-    stable = {key: value for key, value in one.items() if two.get(key, ...) == value}
+    first_leaves = json_leaves(first.text[:MAX_BODY_CHARS]) or {}
+    second_leaves = json_leaves(second.text[:MAX_BODY_CHARS]) or {}
+    stable = {
+        key: value
+        for key, value in first_leaves.items()
+        if second_leaves.get(key, ...) == value
+    }
     return Fingerprint(
         url=url,
         status=first.status_code,
@@ -91,14 +95,14 @@ def read_fingerprint(url: str, timeout_s: float) -> Fingerprint:
 
 
 def differences(expected: Fingerprint, status: int, body: str) -> list[str]:
-    """List how an answer differs from what the service answers directly."""
+    """List how a response differs from the service's direct response."""
     found: list[str] = []
     if status != expected.status:
-        found.append(f"status {status}, the service answers {expected.status}")
+        found.append(f"status {status}, the service returns {expected.status}")
 
     leaves = json_leaves(body[:MAX_BODY_CHARS])
     if expected.fields and leaves is None:
-        found.append("body is not JSON, the service answers a JSON object")
+        found.append("body is not JSON, the service returns a JSON object")
         return found
 
     for key, value in expected.fields.items():

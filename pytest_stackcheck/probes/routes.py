@@ -22,7 +22,7 @@ RECEIVED_PATH_HEADER = "x-stackcheck-received-path"
 SERVICE_HEADER = "x-stackcheck-service"
 # A query string travels with the probe so a route that drops it is caught.
 PROBE_QUERY = "stackcheck=1"
-# Answers that send a client on to the Location header.
+# Statuses that send a client on to the Location header.
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
@@ -43,7 +43,7 @@ class Front:
     base_url: str
     host: str
     redirect_ok: bool = False
-    """Whether a redirect to the same path over HTTPS is a right answer."""
+    """Whether a redirect to the same path over HTTPS counts as correct."""
 
     def label(self, route: Route) -> str:
         return route.prefix if self.scheme == "http" else f"{route.prefix} (https)"
@@ -218,9 +218,9 @@ def _check_http_at(
 
 
 class _DirectAnswer:
-    """The service's own answer to the probe, read once when first needed.
+    """The service's own response to the probe, read once when first needed.
 
-    Only an answer through nginx without ``X-Stackcheck-Service`` needs it:
+    Only a response through nginx without ``X-Stackcheck-Service`` needs it:
     a reference service names itself, a real one is recognised by its body.
     """
 
@@ -241,7 +241,7 @@ class _DirectAnswer:
         return self._fingerprint
 
     def differences(self, name: str, reading: _Reading) -> list[str]:
-        """List how ``reading`` differs from the service's own answer."""
+        """List how ``reading`` differs from the service's own response."""
         expected = self._read()
         if expected is None:
             return []
@@ -251,14 +251,14 @@ class _DirectAnswer:
         if expected.service is not None:
             found.insert(0, f"no X-Stackcheck-Service header, which {name} sends")
         return [
-            f"the answer differs from {name}'s own at {expected.url}: "
+            f"the response differs from {name}'s own at {expected.url}: "
             + ", ".join(found)
-            + "; another server or nginx itself answered, so check proxy_pass "
+            + "; another server or nginx itself responded, so check proxy_pass "
             "of this location and which server block answers this Host"
         ]
 
     def proof(self, reading: _Reading) -> str:
-        """Say how the check knows which service answered."""
+        """Return the evidence for which service responded."""
         if reading.service is not None:
             return f"X-Stackcheck-Service: {reading.service}"
         expected = self._read()

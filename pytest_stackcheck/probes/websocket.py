@@ -70,8 +70,8 @@ def open_websocket(
 ) -> tuple[Handshake, Connection | None]:
     """Upgrade ``url`` to a websocket and keep it open if the upgrade succeeded.
 
-    Returns the answer with the first frame, and the open connection, or
-    None when the answer was not 101 or the first frame did not arrive.
+    Returns the response with the first frame, and the open connection, or
+    None when the status was not 101 or the first frame did not arrive.
     The caller closes the connection.
     """
     parts = urlsplit(url)

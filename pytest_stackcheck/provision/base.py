@@ -59,7 +59,7 @@ class LiveStack:
         """Return the Host header a browser sends to nginx.server_name over HTTP.
 
         Checks through nginx send it, so that they reach the server block that
-        real clients reach rather than the one that answers by address.
+        real clients reach rather than the default server for requests by address.
         """
         nginx = self.profile.doc.nginx
         if nginx.http_port == 80:

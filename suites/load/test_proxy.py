@@ -1,4 +1,4 @@
-"""nginx in front of the gateway and NATS: streams, slow answers, bodies, idling."""
+"""nginx in front of the gateway and NATS: streams, slow replies, bodies, idling."""
 
 from __future__ import annotations
 
