@@ -53,6 +53,8 @@ class ProxyCheck:
     evidence: dict[str, float | int | str] = field(default_factory=dict)
 
 
+# NOTE: these checks, like the idle websocket check, go over plain HTTP, so
+# a site whose HTTP server only redirects to HTTPS fails them.
 def _url(stack: LiveStack, gateway: GatewayLoad, path: str) -> str:
     return stack.nginx_url + gateway.route.rstrip("/") + path
 
