@@ -147,6 +147,11 @@ def error_lines(
     return counts, findings[:limit]
 
 
+def journal_lines(stack: LiveStack, name: str) -> list[str]:
+    """Return the journal lines of service ``name``'s current run."""
+    return _journal_since_start(unit_of(stack, name), stack.started_at)
+
+
 def _systemctl_show(unit: str, prop: str) -> str:
     result = subprocess.run(
         ["systemctl", "show", f"--property={prop}", "--value", unit],
