@@ -250,6 +250,27 @@ class SecuritySpec:
 
 
 @dataclass(frozen=True, slots=True)
+class MonitoringSpec:
+    """The Prometheus that scrapes the stack, and what it must scrape."""
+
+    prometheus_url: str = spec(
+        "",
+        help="set the base URL of the Prometheus that scrapes this stack, for "
+        "example 'http://127.0.0.1:9090', or leave it empty to skip the check",
+    )
+    required_jobs: tuple[str, ...] = spec(
+        (),
+        help="list the scrape jobs that must have targets, for example "
+        "['node', 'nats', 'postgres']",
+    )
+    max_scrape_age_s: float = spec(
+        300.0,
+        help="set the seconds since a target's last scrape after which it "
+        "counts as stale",
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class ProfileDocument:
     """The TOML document as written, before paths are resolved."""
 
@@ -265,6 +286,9 @@ class ProfileDocument:
     timeouts: Timeouts = spec(factory=Timeouts, help="write a [timeouts] table")
     local: LocalSpec = spec(factory=LocalSpec, help="write a [local] table")
     security: SecuritySpec = spec(factory=SecuritySpec, help="write a [security] table")
+    monitoring: MonitoringSpec = spec(
+        factory=MonitoringSpec, help="write a [monitoring] table"
+    )
     gpu: GpuSpec = spec(factory=GpuSpec, help="write a [gpu] table")
     load: LoadSpec = spec(factory=LoadSpec, help="write a [load] table")
     chaos: ChaosSpec = spec(factory=ChaosSpec, help="write a [chaos] table")
