@@ -193,7 +193,7 @@ class HostRunner:
         """
         limit = timeout_s if timeout_s is not None else self.timeout_s
         shown = shlex.join(argv)
-        what = f"{shown!r} on {self.label}"
+        what = f"command {shown} on {self.label}"
         command = argv if self.target.is_local else ssh_command(self.target, shown)
 
         log.debug("running %s", what)
