@@ -1,4 +1,7 @@
-"""The restart gate (S1) through systemd control, on a systemd stand-in.
+"""The restart gate through systemd control, on a systemd stand-in.
+
+With ``Restart=on-failure`` a service that exits 0 or dies by SIGTERM stays
+down, and the gate must say so; with ``Restart=always`` it comes back.
 
 systemd cannot run as PID 1 in this container, so ``systemd_standin``
 supervises the four app services: the REAL reference services, with the

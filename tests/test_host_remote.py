@@ -99,10 +99,10 @@ def _profile(tmp_path: Path, host: str, ssh_config: str) -> Path:
 
 @pytest.fixture
 def units(tmp_path: Path, sshd: Sshd) -> Iterator[Callable[..., None]]:
-    """Start the stand-in manager for the four services; yield its root.
+    """Yield ``start(restart, lines)``, which runs the four units under a manager.
 
-    Tests rewrite unit files before calling ``start``; every unit logs two
-    lines of a healthy start.
+    Every unit has ``Restart=restart`` and logs a healthy start line, then
+    each of ``lines``.
     """
     root = tmp_path / "systemd"
     program = tmp_path / "unit.py"
