@@ -24,11 +24,14 @@ from pathlib import Path
 import pytest
 import systemd_standin
 from helpers import STACKS, SUITES, existing_profile
+from sshd_harness import Sshd, sshd
 
 from pytest_stackcheck.control.supervisor import SupervisorControl
 from pytest_stackcheck.profile import load_profile
 from pytest_stackcheck.provision.base import LiveStack
 from pytest_stackcheck.provision.local import LocalProvisioner
+
+__all__ = ["sshd"]
 
 RESTART_SUITE = str(SUITES / "chaos" / "test_restart.py")
 SERVICES = ("singularity", "centralcloud", "genesis", "llm-server")
@@ -64,14 +67,15 @@ def _program(stack: LiveStack, name: str) -> tuple[list[str], dict[str, str]]:
 @pytest.fixture
 def systemd_stack(
     deployed: LiveStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[[str], Path]]:
+) -> Iterator[Callable[..., Path]]:
     """Start the app services under the stand-in; return the profile's path.
 
-    Called with genesis's ``Restart=`` value; the other units restart always.
+    Called with genesis's ``Restart=`` value (the other units restart
+    always) and, for a stack reached over ssh, the running sshd.
     """
     started: list[systemd_standin.Running] = []
 
-    def start(genesis_restart: str) -> Path:
+    def start(genesis_restart: str, remote: Sshd | None = None) -> Path:
         units = {}
         for name in SERVICES:
             argv, environment = _program(deployed, name)
@@ -81,7 +85,10 @@ def systemd_stack(
             )
         root = tmp_path / "systemd"
         bin_dir = systemd_standin.install(root, units)
-        monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+        if remote is None:
+            monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+        else:
+            remote.install(bin_dir)
         started.append(systemd_standin.start_manager(root))
 
         for name, value in deployed.secrets.items():
@@ -89,6 +96,13 @@ def systemd_stack(
         profile = existing_profile(deployed, tmp_path / "deployed.toml")
         text = profile.read_text(encoding="utf-8")
         text = text.replace("[policy]\n", "[chaos]\nrecovery_s = 5.0\n\n[policy]\n")
+        if remote is not None:
+            host = (
+                f'host = "{remote.connection}"\nssh_config = "{remote.client_config}"\n'
+            )
+            text = text.replace(
+                'provisioner = "existing"\n', f'provisioner = "existing"\n{host}'
+            )
         profile.write_text(text, encoding="utf-8")
         return profile
 
@@ -132,3 +146,19 @@ def test_on_failure_unit_fails_clean_deaths(run_suite, tmp_path, systemd_stack):
         consecutive=False,
     )
     assert result.stdout.str().count("set Restart=always") >= 2
+
+
+def test_on_failure_unit_fails_over_ssh(run_suite, tmp_path, systemd_stack, sshd):
+    """The same gate through systemctl and /proc on a host reached over ssh."""
+    profile = systemd_stack("on-failure", sshd)
+
+    result = _run(run_suite, profile, tmp_path)
+
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*genesis stayed down after term (ActiveState=inactive*",
+            "*genesis stayed down after exit-zero (ActiveState=inactive*",
+        ],
+        consecutive=False,
+    )
