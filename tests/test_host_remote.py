@@ -174,3 +174,31 @@ def test_clean_journal_passes_day1_over_ssh(run_suite, tmp_path, sshd, units):
     )
 
     result.assert_outcomes(passed=1)
+
+
+def test_stopped_unit_fails_day1_over_ssh(run_suite, tmp_path, sshd, units):
+    units("always")
+    _runner(sshd).run(["systemctl", "stop", "genesis.service"])
+
+    result = run_suite(
+        _remote_profile(tmp_path, sshd),
+        str(SUITES / "acceptance"),
+        "-k",
+        "services_started",
+    )
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*every service is running*'genesis': 'INACTIVE'*"])
+
+
+def test_running_units_pass_day1_over_ssh(run_suite, tmp_path, sshd, units):
+    units("always")
+
+    result = run_suite(
+        _remote_profile(tmp_path, sshd),
+        str(SUITES / "acceptance"),
+        "-k",
+        "services_started",
+    )
+
+    result.assert_outcomes(passed=1)
