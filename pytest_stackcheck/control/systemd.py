@@ -108,9 +108,8 @@ class SystemdControl:
         pid = self.main_pid(name)
         if not pid:
             return None
-        table = self._table()
-        found = proc.tree_in(table, pid)
-        return found[0] if found and found[0].pid == pid else None
+        found = proc.tree_in(self._table(pid), pid)
+        return found[0] if found else None
 
     def processes(self, name: str) -> list[ProcessRef]:
         """Return the unit's main process and its descendants."""
@@ -119,7 +118,7 @@ class SystemdControl:
 
     def process_state(self, process: ProcessRef) -> str:
         """Return the state of ``process`` on the host, or '' when it is gone."""
-        return proc.state_in(self._table(), process)
+        return proc.state_in(self._table(process.pid), process)
 
     def is_paused(self, name: str) -> bool:
         """Return whether any process of the unit is stopped (state T)."""
@@ -181,8 +180,12 @@ class SystemdControl:
     def _systemctl(self, argv: list[str]) -> str:
         return self.runner.run(["systemctl", *argv], timeout_s=JOB_TIMEOUT_S).stdout
 
-    def _table(self) -> dict[int, list[str]]:
-        return proc.parse_table(self.runner.run(PROC_TABLE).stdout)
+    def _table(self, pid: int | None = None) -> dict[int, list[str]]:
+        """Read the host's process table, or only the line of ``pid``."""
+        if pid is None:
+            return proc.parse_table(self.runner.run(PROC_TABLE).stdout)
+        argv = ["sh", "-c", f"cat /proc/{int(pid)}/stat 2>/dev/null; exit 0"]
+        return proc.parse_table(self.runner.run(argv).stdout)
 
     @staticmethod
     def _no_block(wait: bool) -> list[str]:
