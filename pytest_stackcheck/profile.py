@@ -21,8 +21,10 @@ import pytest
 
 from pytest_stackcheck.backup.spec import BackupSpec
 from pytest_stackcheck.chaos.spec import ChaosSpec
+from pytest_stackcheck.errors import ProbeError
 from pytest_stackcheck.gpu.settings import GpuSpec
 from pytest_stackcheck.load.spec import LoadSpec
+from pytest_stackcheck.probes.hostexec import parse_target
 from pytest_stackcheck.schema import SchemaError, build, spec
 
 ALL_GATES = (
@@ -57,6 +59,12 @@ class StackSection:
         "",
         help="set the testinfra connection string of the host, for example "
         "'ssh://deploy@gpu-1' (empty means this machine)",
+    )
+    ssh_config: str = spec(
+        "",
+        help="name an ssh_config file, relative to the profile, that the ssh "
+        "client reads for stack.host (identity file, known hosts); empty uses "
+        "~/.ssh/config",
     )
 
 
@@ -421,7 +429,10 @@ def check_consistency(profile: Profile) -> None:
             "set both nginx.certificate and nginx.certificate_key, or neither",
         )
 
+    _check_host(profile)
+
     for label, relative in (
+        ("stack.ssh_config", doc.stack.ssh_config),
         ("nginx.site", doc.nginx.site),
         ("nats.config", doc.nats.config),
         ("nginx.ca_file", doc.nginx.ca_file),
@@ -447,6 +458,27 @@ def check_consistency(profile: Profile) -> None:
             )
 
     _check_ports(doc)
+
+
+def _check_host(profile: Profile) -> None:
+    stack = profile.doc.stack
+    try:
+        target = parse_target(stack.host)
+    except ProbeError as exc:
+        raise SchemaError(
+            "stack.host",
+            stack.host,
+            "the host checks reach a host only over ssh",
+            "write 'ssh://user@host' or 'ssh://user@host:port', or leave it "
+            "empty for this machine",
+        ) from exc
+    if stack.ssh_config and target.is_local:
+        raise SchemaError(
+            "stack.ssh_config",
+            stack.ssh_config,
+            "only an ssh host uses it, and stack.host is this machine",
+            "set stack.host to 'ssh://user@host', or remove stack.ssh_config",
+        )
 
 
 def _check_ports(doc: ProfileDocument) -> None:

@@ -11,12 +11,11 @@ and journal from files the test writes.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import STACKS, SUITES
+from helpers import STACKS, SUITES, existing_profile
 from reference_harness import start_refservice, stop_process
 
 from pytest_stackcheck.profile import load_profile
@@ -42,26 +41,6 @@ case "$1" in
   _SYSTEMD_INVOCATION_ID=*) cat "$FAKE_SYSTEMD/journal" ;;
 esac
 """
-
-
-def _existing_profile(stack: LiveStack, path: Path) -> Path:
-    """Write the shipped local profile as an ``existing`` one with real ports."""
-    text = (STACKS / "local.toml").read_text(encoding="utf-8")
-    text = text.replace('provisioner = "local"', 'provisioner = "existing"')
-    text = re.sub(r"check_s = [0-9.]+", "check_s = 3.0", text)
-
-    section = ""
-    lines = []
-    for line in text.splitlines():
-        header = re.match(r"\[+([^\]]+)\]+", line)
-        if header:
-            section = header.group(1)
-        key = re.match(r"(\w+) = 0$", line)
-        if key:
-            line = f"{key.group(1)} = {stack.ports[f'{section}.{key.group(1)}']}"
-        lines.append(line)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +80,7 @@ def profile(
     """The deployed stack's ``existing`` profile, secrets in the environment."""
     for name, value in deployed.secrets.items():
         monkeypatch.setenv(name, value)
-    return _existing_profile(deployed, tmp_path / "deployed.toml")
+    return existing_profile(deployed, tmp_path / "deployed.toml")
 
 
 def test_healthy_deployment_passes(run_suite, profile, systemd):

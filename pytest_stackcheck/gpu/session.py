@@ -33,6 +33,8 @@ class GpuSession:
     def __init__(self, stack: LiveStack) -> None:
         self.spec: GpuSpec = stack.profile.doc.gpu
         self.connection = stack.profile.doc.stack.host
+        ssh_config = stack.profile.doc.stack.ssh_config
+        self.ssh_config = str(stack.profile.resolve(ssh_config)) if ssh_config else ""
         self._target: GpuTarget | None = None
         self._reading: HostReading | None = None
         self._error = ""
@@ -44,7 +46,7 @@ class GpuSession:
         """Return where the scripts run, failing the check on a bad stack.host."""
         if self._target is None:
             try:
-                self._target = parse_target(self.connection)
+                self._target = parse_target(self.connection, self.ssh_config)
             except ProbeError as exc:
                 pytest.fail(str(exc), pytrace=False)
         return self._target
