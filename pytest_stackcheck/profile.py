@@ -148,6 +148,11 @@ class PostgresSpec:
     )
     host: str = spec("127.0.0.1", help="set the address PostgreSQL listens on")
     port: int = spec(5432, help="set the TCP port PostgreSQL listens on")
+    unit: str = spec(
+        "",
+        help="set the systemd unit of the server, for example 'postgresql' "
+        "(NixOS) or 'postgresql@15-main' (Debian), so chaos can kill it",
+    )
     owner: str = spec("stackcheck_app", help="set the role that owns the databases")
     user: str = spec(
         "postgres", help="set the role the checks connect as (read access suffices)"
@@ -178,6 +183,9 @@ class NatsSpec:
     websocket_port: int = spec(4223, help="set the NATS websocket port")
     monitor_port: int = spec(8222, help="set the NATS monitoring port")
     jetstream: bool = spec(True, help="set jetstream = true if JetStream is used")
+    unit: str = spec(
+        "", help="set the systemd unit of nats-server, so chaos can kill it"
+    )
     config: str = spec(
         "",
         help="name a nats.conf template (relative to the profile) to replace "
@@ -207,6 +215,7 @@ class NginxSpec:
     routes: tuple[Route, ...] = spec(help="write one [[nginx.routes]] per location")
     host: str = spec("127.0.0.1", help="set the address nginx listens on")
     http_port: int = spec(80, help="set the HTTP port nginx listens on")
+    unit: str = spec("", help="set the systemd unit of nginx, so chaos can kill it")
     site: str = spec(
         "",
         help="name an nginx site template (relative to the profile) to replace "

@@ -162,3 +162,26 @@ def test_on_failure_unit_fails_over_ssh(run_suite, tmp_path, systemd_stack, sshd
         ],
         consecutive=False,
     )
+
+
+def test_server_without_unit_skips(run_suite, tmp_path, systemd_stack):
+    """A profile that names no unit for PostgreSQL or NATS gets skips, not fails."""
+    profile = systemd_stack("always")
+
+    result = run_suite(
+        profile,
+        str(SUITES / "chaos" / "test_durability.py"),
+        "-k",
+        "no_acknowledged",
+        "-rs",
+        f"--chaos-journal={tmp_path / 'chaos-journal.json'}",
+    )
+
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*postgresql is not under chaos control*set postgres.unit*",
+            "*nats is not under chaos control*set nats.unit*",
+        ],
+        consecutive=False,
+    )

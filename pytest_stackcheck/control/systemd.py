@@ -10,9 +10,12 @@ A signal goes to the unit's main process with ``systemctl kill
 ``Restart=`` setting decides what follows, exactly as after a crash. A
 pause stops every process of the unit (``--kill-whom=all``).
 
-Only the application services of the profile are controlled: the profile
-names their units (``services.NAME.unit``) and no unit of PostgreSQL, NATS
-or nginx.
+The controlled units are those of the application services
+(``services.NAME.unit``, default the service name) and of the servers
+whose unit the profile names (``postgres.unit``, ``nats.unit``,
+``nginx.unit``), under the names postgresql, nats and nginx that the chaos
+suites use. A server without a unit is not controlled, and the checks that
+need it skip with the key to set.
 """
 
 from __future__ import annotations
@@ -49,10 +52,19 @@ class SystemdControl:
 
     @classmethod
     def for_stack(cls, stack: LiveStack) -> SystemdControl:
-        """Control the units of the stack's services on ``stack.host``."""
+        """Control the units of the stack's services and servers on its host."""
         from pytest_stackcheck.probes.host import unit_of
 
-        units = {name: unit_of(stack, name) for name in stack.profile.doc.services}
+        doc = stack.profile.doc
+        units = {name: unit_of(stack, name) for name in doc.services}
+        servers = {
+            "postgresql": doc.postgres.unit,
+            "nats": doc.nats.unit,
+            "nginx": doc.nginx.unit,
+        }
+        for name, unit in servers.items():
+            if unit:
+                units.setdefault(name, unit if "." in unit else f"{unit}.service")
         return cls(runner_for(stack.profile), units)
 
     def unit(self, name: str) -> str:
