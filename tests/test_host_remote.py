@@ -10,6 +10,7 @@ on their PATH.
 from __future__ import annotations
 
 import re
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -202,3 +203,27 @@ def test_running_units_pass_day1_over_ssh(run_suite, tmp_path, sshd, units):
     )
 
     result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    ("address", "outcome"), [("127.0.0.1", "passed"), ("0.0.0.0", "failed")]
+)
+def test_exposure_read_over_ssh(run_suite, tmp_path, sshd, address, outcome):
+    """genesis's port is a socket this test binds; nothing is sent to it."""
+    with socket.socket() as listener:
+        listener.bind((address, 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        profile = _remote_profile(tmp_path, sshd)
+        text = profile.read_text(encoding="utf-8").replace(
+            "port = 4002", f"port = {port}"
+        )
+        profile.write_text(text, encoding="utf-8")
+
+        result = run_suite(profile, str(SUITES / "security" / "test_exposure.py"))
+
+    result.assert_outcomes(**{outcome: 1})
+    if outcome == "failed":
+        result.stdout.fnmatch_lines(
+            [f"*genesis listens on 0.0.0.0 port {port}; bind the service*"]
+        )
