@@ -86,7 +86,7 @@ def profile(
 def test_healthy_deployment_passes(run_suite, profile, systemd):
     result = run_suite(profile, str(SUITES / "acceptance"))
 
-    result.assert_outcomes(passed=24)
+    result.assert_outcomes(passed=27)
     assert "deployment verdict: OK" in result.stdout.str()
 
 

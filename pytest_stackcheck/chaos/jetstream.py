@@ -65,6 +65,11 @@ def sync_verdict(varz: dict[str, Any], accepted_loss_window_s: float) -> SyncVer
             f"{accepted_loss_window_s:g} s"
         )
     else:
+        if accepted_loss_window_s > 0:
+            message += (
+                f", more than the {accepted_loss_window_s:g} s the profile accepts "
+                "(chaos.accepted_loss_window_s)"
+            )
         message += (
             "; set 'sync_interval: always' in the jetstream block of nats.conf, "
             f"or accept the window with chaos.accepted_loss_window_s = "
