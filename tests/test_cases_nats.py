@@ -4,18 +4,28 @@ Each test starts a real local stack whose nats.conf comes from
 ``fixtures/nats/cases/``, runs the real preprod checks of
 ``test_nats_config.py`` against it in a subprocess, and checks that the gate
 fails naming the setting, its value and the expected one. The shipped
-nats.conf passes the same checks.
+nats.conf passes the same checks. A server that the local stack cannot
+start at all runs alone behind an ``existing`` profile.
 """
 
 from __future__ import annotations
 
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers import REPO, SUITES, local_profile
+from reference_harness import (
+    START_TIMEOUT_S,
+    free_port,
+    nats_server_command,
+    port_open,
+    stop_process,
+    wait_until,
+)
 
 NATS_CONFIG = str(SUITES / "acceptance" / "test_nats_config.py")
 DURABILITY = str(SUITES / "chaos" / "test_durability.py")
@@ -36,9 +46,9 @@ def _profile(tmp_path: Path, case: str, before_policy: str = "") -> Path:
 def short_tmpdir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A short TMPDIR for the stack, so nats-server's default store lands in it.
 
-    Short, because the stack's unix sockets live under TMPDIR too and their
-    paths must stay under 108 bytes; readable by all, because PostgreSQL runs
-    as an unprivileged user when the tests run as root.
+    The directory is short because the stack's unix sockets live under
+    TMPDIR too, and their paths must stay under 108 bytes. It is readable by
+    all because PostgreSQL runs as an unprivileged user under root.
     """
     directory = Path(tempfile.mkdtemp(prefix="stackcheck-tmp-"))
     directory.chmod(0o755)
@@ -127,4 +137,91 @@ def test_default_max_payload_fails(run_suite, tmp_path):
             "E * llm-server: NATS max_payload = 1048576 bytes, below the 8388608 "
             "bytes of load.proxy.max_body_bytes*set max_payload: 8388608*"
         ]
+    )
+
+
+LEADERLESS_PROFILE = """
+[stack]
+name = "leaderless"
+provisioner = "existing"
+
+[timeouts]
+check_s = 2.0
+
+[postgres]
+port = {unused}
+databases = ["singularity"]
+
+[nats]
+client_port = {client}
+websocket_port = {unused}
+monitor_port = {monitor}
+
+[nginx]
+http_port = {unused}
+
+[[nginx.routes]]
+prefix = "/"
+service = "singularity"
+
+[services.singularity]
+port = {unused}
+"""
+
+
+@pytest.fixture
+def leaderless_nats(tmp_path: Path) -> Iterator[Path]:
+    """Return the profile of a nats-server whose cluster route reaches no peer.
+
+    The local stack waits for /healthz, so it never starts with this server.
+    The server runs alone instead, and an ``existing`` profile points at it.
+    Only its ports are real, because the selected checks read nothing else.
+    """
+    client, monitor = free_port(), free_port()
+    store = tmp_path / "store"
+    store.mkdir()
+    command = [
+        *nats_server_command(store, client, monitor),
+        "--name",
+        "stackcheck-alone",
+        "--cluster_name",
+        "stackcheck-cluster",
+        "--cluster",
+        "nats://127.0.0.1:-1",
+        "--routes",
+        "nats://127.0.0.1:1",
+    ]
+    with (tmp_path / "nats.log").open("ab") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: port_open(monitor), START_TIMEOUT_S, "nats monitoring")
+        profile = tmp_path / "leaderless.toml"
+        profile.write_text(
+            LEADERLESS_PROFILE.format(
+                client=client, monitor=monitor, unused=free_port()
+            ),
+            encoding="utf-8",
+        )
+        yield profile
+    finally:
+        stop_process(process)
+
+
+def test_leaderless_cluster_fails_day1(run_suite, leaderless_nats):
+    result = run_suite(
+        leaderless_nats,
+        str(SUITES / "acceptance"),
+        "-k",
+        "jetstream_enabled or synced",
+    )
+
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*/healthz returns 200 (JetStream serving): did not hold*503*"
+            "JetStream is still recovering meta layer*",
+            "*cluster 'stackcheck-cluster' is configured but JetStream has no meta "
+            "leader*sync_interval = 120 s*",
+        ],
+        consecutive=False,
     )

@@ -27,18 +27,34 @@ class SyncVerdict:
     message: str
 
 
-def sync_verdict(varz: dict[str, Any], accepted_loss_window_s: float) -> SyncVerdict:
+def sync_verdict(
+    varz: dict[str, Any],
+    accepted_loss_window_s: float,
+    jsz: dict[str, Any] | None = None,
+) -> SyncVerdict:
     """Judge the ``jetstream.config`` of ``/varz`` against the accepted window.
 
     A clustered server passes, because an ack there means a quorum of
     replicas has the message. A single node must sync on every write, or
-    the profile must accept the window.
+    the profile must accept the window. With ``/jsz`` given, a server counts
+    as clustered only while its JetStream meta group has a leader: a cluster
+    block whose routes reach no peer leaves one server confirming alone.
     """
     config = varz.get("jetstream", {}).get("config", {})
     sync_always = bool(config.get("sync_always", False))
     interval_s = float(config.get("sync_interval", 0)) / NANOSECONDS
     cluster = varz.get("cluster") or {}
     clustered = bool(cluster.get("urls") or cluster.get("name"))
+    leaderless = ""
+    meta = (jsz or {}).get("meta_cluster") or {}
+    if clustered and jsz is not None and not meta.get("leader"):
+        clustered = False
+        leaderless = (
+            f"cluster {cluster.get('name', '')!r} is configured but JetStream has "
+            f"no meta leader ({len(meta.get('replicas') or [])} peers connected, "
+            f"cluster_size {meta.get('cluster_size', 0)}), so no replica "
+            "confirms an ack; "
+        )
 
     if not config:
         message = "JetStream is off: /varz has no jetstream.config"
@@ -47,6 +63,8 @@ def sync_verdict(varz: dict[str, Any], accepted_loss_window_s: float) -> SyncVer
         message = "sync_interval = always: every acknowledged write is on disk"
         return SyncVerdict(True, True, 0.0, clustered, message)
     if clustered:
+        # NOTE: a quorum confirms only streams with replicas > 1; an R1 stream
+        # on a cluster has the single-node window, and streams are not read.
         message = (
             f"sync_interval = {interval_s:g} s on a cluster: acks wait for a "
             "quorum of replicas"
@@ -54,7 +72,7 @@ def sync_verdict(varz: dict[str, Any], accepted_loss_window_s: float) -> SyncVer
         return SyncVerdict(True, False, interval_s, clustered, message)
 
     within = interval_s <= accepted_loss_window_s
-    message = (
+    message = leaderless + (
         f"JetStream on a single node acknowledges writes before fsync: "
         f"sync_interval = {interval_s:g} s (sync_always false), so a power cut "
         f"loses up to {interval_s:g} s of acknowledged publishes"

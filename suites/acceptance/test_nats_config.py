@@ -40,7 +40,11 @@ def test_writes_synced_before_ack(stack, evidence):
     _require_jetstream(stack)
     accepted = stack.profile.doc.chaos.accepted_loss_window_s
 
-    verdict = sync_verdict(_varz(stack), accepted)
+    with httpx.Client(timeout=stack.profile.doc.timeouts.check_s) as client:
+        varz = nats.monitor(client, stack.nats_monitor_url, "/varz")
+        jsz = nats.monitor(client, stack.nats_monitor_url, "/jsz")
+
+    verdict = sync_verdict(varz, accepted, jsz)
 
     evidence.record("jetstream.sync_always", verdict.sync_always)
     evidence.record("jetstream.sync_interval", verdict.sync_interval_s, "s")

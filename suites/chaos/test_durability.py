@@ -92,8 +92,9 @@ def test_jetstream_syncs_acknowledged_writes(stack, evidence):
     settings = stack.profile.doc.chaos
     with httpx.Client(timeout=stack.profile.doc.timeouts.check_s) as client:
         varz = nats.monitor(client, stack.nats_monitor_url, "/varz")
+        jsz = nats.monitor(client, stack.nats_monitor_url, "/jsz")
 
-    verdict = sync_verdict(varz, settings.accepted_loss_window_s)
+    verdict = sync_verdict(varz, settings.accepted_loss_window_s, jsz)
     evidence.record("jetstream.sync_always", verdict.sync_always)
     evidence.record("jetstream.sync_interval", verdict.sync_interval_s, "s")
     evidence.record("jetstream.clustered", verdict.clustered)
