@@ -98,36 +98,43 @@ def sync_verdict(
 
 @dataclass(frozen=True, slots=True)
 class StoreSpace:
-    """Free space of the filesystem under the JetStream store directory."""
+    """Free space of the filesystem under the JetStream store directory.
+
+    ``used_bytes`` is what JetStream already stores there: it counts against
+    ``max_file_store`` and already sits on the filesystem, so the store has
+    room when the free space covers the rest of the limit.
+    """
 
     store_dir: str
     max_file_store: int
     free_bytes: int
     total_bytes: int
+    used_bytes: int = 0
 
     @property
     def ok(self) -> bool:
-        return self.free_bytes >= self.max_file_store
+        return self.free_bytes + self.used_bytes >= self.max_file_store
 
     def describe(self) -> str:
         """Return the comparison as one line, with the fix when it fails."""
         text = (
             f"JetStream store {self.store_dir}: {self.free_bytes} bytes free of "
-            f"{self.total_bytes} on its filesystem, max_file_store = "
-            f"{self.max_file_store} bytes"
+            f"{self.total_bytes} on its filesystem and {self.used_bytes} bytes "
+            f"stored, max_file_store = {self.max_file_store} bytes"
         )
         if self.ok:
             return text
         return (
             text + "; the store fills before JetStream's limit applies, and then "
             "nats-server disables JetStream; lower max_file_store below the free "
-            "space, or give the store a larger filesystem"
+            "space plus what is stored, or give the store a larger filesystem"
         )
 
 
 def store_space(varz: dict[str, Any]) -> StoreSpace | None:
     """Measure the store's filesystem, or None when it is not on this machine."""
-    config = varz.get("jetstream", {}).get("config", {})
+    jetstream = varz.get("jetstream", {})
+    config = jetstream.get("config", {})
     store_dir = str(config.get("store_dir", ""))
     if not store_dir or not os.path.isdir(store_dir):
         return None
@@ -137,4 +144,5 @@ def store_space(varz: dict[str, Any]) -> StoreSpace | None:
         max_file_store=int(config.get("max_storage", 0)),
         free_bytes=stats.f_bavail * stats.f_frsize,
         total_bytes=stats.f_blocks * stats.f_frsize,
+        used_bytes=int((jetstream.get("stats") or {}).get("storage", 0)),
     )
