@@ -225,3 +225,41 @@ def test_leaderless_cluster_fails_day1(run_suite, leaderless_nats):
         ],
         consecutive=False,
     )
+
+
+@pytest.fixture
+def memory_store(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MiB tmpfs for the JetStream store, unmounted after the test."""
+    mount_point = tmp_path / "store"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", mount_point],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "--lazy", mount_point], check=False)
+
+
+def test_store_on_tmpfs_fails(run_suite, tmp_path, memory_store):
+    template = (REPO / "fixtures" / "nats" / "nats.conf.j2").read_text()
+    template = template.replace('"{{ nats_store_dir }}"', f'"{memory_store}"')
+    template = template.replace("max_file_store: 1GB", "max_file_store: 8MB")
+    config = tmp_path / "nats.conf.j2"
+    config.write_text(template, encoding="utf-8")
+    profile = local_profile(tmp_path, {"[nats]\n": f"[nats]\nconfig = '{config}'\n"})
+
+    result = run_suite(profile, NATS_CONFIG, "-k", "file_store")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"E * store_dir = {memory_store}/jetstream is on a tmpfs filesystem, "
+            "which is memory*put store_dir on a disk*"
+        ]
+    )

@@ -1,6 +1,6 @@
 """NATS server configuration read from ``/varz`` and judged before any traffic.
 
-nats-server answers ``/healthz`` with 200 in configurations that lose data
+nats-server returns 200 on ``/healthz`` in configurations that lose data
 or reject the stack's own traffic. A JetStream store left at its default
 under the temporary directory can be cleared on reboot. A ``max_file_store``
 of 0 leaves no room for any file-backed stream. A ``max_payload`` smaller
@@ -11,8 +11,9 @@ checks read the configuration.
 
 from __future__ import annotations
 
+import os
 import tempfile
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 # Without store_dir, nats-server 2.15 stores in os.TempDir() + "/jetstream"
@@ -20,6 +21,11 @@ from typing import Any
 # storage directory used, data could be lost on system reboot".
 DEFAULT_STORE_TAILS = (("jetstream",), ("nats", "jetstream"))
 TEMPORARY_DIRS = ("/tmp", "/var/tmp")
+
+# Filesystems kept in memory: a store on one loses every stream on a power
+# cut or reboot, whatever the sync_interval setting.
+MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})
+MOUNTS = Path("/proc/self/mounts")
 
 # nats-server's max_payload when nats.conf sets none (1 MiB).
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
@@ -42,6 +48,34 @@ def is_default_temp_store(store_dir: str) -> bool:
         if path.parents[len(tail) - 1] in temporary:
             return True
     return False
+
+
+def filesystem_type(path: str, mounts: Path = MOUNTS) -> str:
+    """Return the type of the filesystem mounted at or above local ``path``."""
+    target = PurePosixPath(os.path.realpath(path))
+    best, kind = PurePosixPath("/"), ""
+    for line in mounts.read_text(encoding="utf-8").splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        # /proc/self/mounts writes a space in a mount point as \040.
+        point = PurePosixPath(fields[1].replace("\\040", " "))
+        if target != point and point not in target.parents:
+            continue
+        if len(point.parts) >= len(best.parts):
+            best, kind = point, fields[2]
+    return kind
+
+
+def memory_store_problem(store_dir: str, fs_type: str) -> str:
+    """Return why a store on filesystem ``fs_type`` is not durable, or ''."""
+    if fs_type not in MEMORY_FILESYSTEMS:
+        return ""
+    return (
+        f"store_dir = {store_dir} is on a {fs_type} filesystem, which is "
+        "memory: a power cut or reboot loses every stream, whatever the "
+        "sync_interval setting; put store_dir on a disk"
+    )
 
 
 def file_store_problems(varz: dict[str, Any]) -> list[str]:

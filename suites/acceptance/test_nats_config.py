@@ -8,6 +8,7 @@ faults are allowed.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +18,9 @@ from pytest_stackcheck.chaos.jetstream import store_space, sync_verdict
 from pytest_stackcheck.probes import nats
 from pytest_stackcheck.probes.nats_config import (
     file_store_problems,
+    filesystem_type,
     jetstream_config,
+    memory_store_problem,
     payload_problem,
 )
 
@@ -28,6 +31,14 @@ BODY_LIMIT_KEY = "load.proxy.max_body_bytes"
 def _varz(stack) -> dict[str, Any]:
     with httpx.Client(timeout=stack.profile.doc.timeouts.check_s) as client:
         return nats.monitor(client, stack.nats_monitor_url, "/varz")
+
+
+def _inside_local_stack(stack, path: str) -> bool:
+    # The embedded stack keeps its store in its own temporary directory, which
+    # may be a tmpfs. That is on purpose, because the run deletes it anyway.
+    if stack.workdir is None:
+        return False
+    return Path(path).resolve().is_relative_to(Path(stack.workdir).resolve())
 
 
 def _require_jetstream(stack) -> None:
@@ -68,9 +79,14 @@ def test_file_store_persistent_and_sized(stack, evidence):
         # is judged on its configuration only.
         evidence.record("jetstream.store_free", "not measured: not on this machine")
     else:
+        fs_type = filesystem_type(space.store_dir)
         evidence.record("jetstream.store_free", space.free_bytes, "bytes")
+        evidence.record("jetstream.store_filesystem", fs_type)
         if space.max_file_store > 0 and not space.ok:
             problems.append(space.describe())
+        if not _inside_local_stack(stack, space.store_dir):
+            problems.append(memory_store_problem(space.store_dir, fs_type))
+    problems = [problem for problem in problems if problem]
     assert not problems, "; ".join(problems)
 
 
