@@ -86,7 +86,7 @@ def profile(
 def test_healthy_deployment_passes(run_suite, profile, systemd):
     result = run_suite(profile, str(SUITES / "acceptance"))
 
-    result.assert_outcomes(passed=27)
+    result.assert_outcomes(passed=29, skipped=1)
     assert "deployment verdict: OK" in result.stdout.str()
 
 
