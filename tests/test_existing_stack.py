@@ -30,7 +30,7 @@ case "$1" in
   show)
     property="${2#--property=}"
     file="$state/$property"
-    [ -f "$file" ] && cat "$file"
+    if [ -f "$file" ]; then cat "$file"; fi
     ;;
 esac
 """
@@ -120,6 +120,21 @@ def test_on_failure_unit_fails_preprod(run_suite, profile, systemd):
 
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*restart policy 'on-failure'*restart = 'always'*"])
+
+
+def test_restart_prevented_on_exit_zero_fails_preprod(run_suite, profile, systemd):
+    """Restart=always does not restart a unit after an exit it prevents."""
+    (systemd / "state" / "RestartPreventExitStatus").write_text("0 SIGTERM\n")
+
+    result = run_suite(profile, str(SUITES / "acceptance"), "-k", "restart_policy")
+
+    result.assert_outcomes(failed=4)
+    result.stdout.fnmatch_lines(
+        [
+            "*service singularity: RestartPreventExitStatus=0 SIGTERM, expected "
+            "none*remove RestartPreventExitStatus= from the unit*"
+        ]
+    )
 
 
 def test_failed_unit_fails_day1(run_suite, profile, systemd):

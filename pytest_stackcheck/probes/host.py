@@ -103,6 +103,19 @@ def restart_policy(stack: LiveStack, name: str) -> str:
     return systemctl_show(runner, unit_of(stack, name), "Restart") or "unknown"
 
 
+def restart_prevented(stack: LiveStack, name: str) -> str:
+    """Return the exit statuses and signals after which no restart happens.
+
+    systemd applies RestartPreventExitStatus= whatever the Restart= setting,
+    so a unit with Restart=always and RestartPreventExitStatus=0 stays down
+    after a clean exit. supervisord has no such setting, so it returns ''.
+    """
+    if manager_of(stack) == "supervisor":
+        return ""
+    runner = runner_for(stack.profile)
+    return systemctl_show(runner, unit_of(stack, name), "RestartPreventExitStatus")
+
+
 def _supervisor_policy(autorestart: str) -> str:
     # supervisord's autorestart is true, false or unexpected; "unexpected"
     # restarts only on exit codes outside exitcodes, as Restart=on-failure.

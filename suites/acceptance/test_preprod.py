@@ -120,6 +120,16 @@ def test_restart_policy(stack, evidence, service_name):
         f"restart = {declared!r}"
     )
 
+    prevented = host.restart_prevented(stack, service_name)
+    evidence.record(f"{service_name}.restart_prevented", prevented or "none")
+    assert not prevented, (
+        f"service {service_name}: RestartPreventExitStatus={prevented}, expected "
+        "none: systemd restarts the unit after none of these exit statuses or "
+        "signals, whatever the Restart= setting, so it stays down after them; "
+        "remove "
+        "RestartPreventExitStatus= from the unit"
+    )
+
 
 def _left_down(policy: str) -> str:
     if policy == "on-failure":
