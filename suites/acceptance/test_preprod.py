@@ -126,8 +126,7 @@ def test_restart_policy(stack, evidence, service_name):
         f"service {service_name}: RestartPreventExitStatus={prevented}, expected "
         "none: systemd restarts the unit after none of these exit statuses or "
         "signals, whatever the Restart= setting, so it stays down after them; "
-        "remove "
-        "RestartPreventExitStatus= from the unit"
+        "remove RestartPreventExitStatus= from the unit"
     )
 
 
