@@ -167,6 +167,11 @@ class PostgresSpec:
         "schema_migrations", help="set the table that records applied migrations"
     )
     min_version: int = spec(14, help="set the lowest acceptable major version")
+    hba: str = spec(
+        "",
+        help="name a pg_hba.conf file, relative to the profile, that the local "
+        "stack's PostgreSQL uses instead of its own",
+    )
     expected_migration: str = spec(
         "",
         help="set the newest migration version this release ships, as written "
@@ -444,6 +449,7 @@ def check_consistency(profile: Profile) -> None:
         ("stack.ssh_config", doc.stack.ssh_config),
         ("nginx.site", doc.nginx.site),
         ("nats.config", doc.nats.config),
+        ("postgres.hba", doc.postgres.hba),
         ("nginx.ca_file", doc.nginx.ca_file),
         ("nginx.certificate", doc.nginx.certificate),
         ("nginx.certificate_key", doc.nginx.certificate_key),

@@ -169,6 +169,10 @@ class LocalProvisioner:
         local_postgres.make_data_dir(
             Path(binaries["pg_bindir"]), layout.pgdata, user, profile.doc.postgres
         )
+        if doc.postgres.hba:
+            hba = layout.pgdata / "pg_hba.conf"
+            shutil.copyfile(profile.resolve(doc.postgres.hba), hba)
+            _give(hba, user)
         render_configs(profile, doc, layout)
         config = supervisor_config(doc, layout, binaries, secrets, user)
         descriptor = os.open(
