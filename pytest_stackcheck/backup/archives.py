@@ -7,10 +7,12 @@ pg_dump (or pg_dumpall) writes only after the whole dump succeeded.
 
 from __future__ import annotations
 
+import calendar
 import fnmatch
 import os
 import re
 import shutil
+import stat
 import subprocess
 import time
 from collections.abc import Iterable
@@ -25,6 +27,9 @@ CLUSTER_TRAILER = "-- PostgreSQL database cluster dump complete"
 TRAILER_LINES = 8
 GZIP_TIMEOUT_S = 600.0
 SECONDS_PER_DAY = 86400.0
+_STAMP = re.compile(r"\d{8}T\d{6}Z")
+# Seconds a new archive's name stamp may lie outside the job's run.
+STAMP_MARGIN_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +54,22 @@ class Archive:
         return (now - self.mtime) / 3600.0
 
 
+# pg_dump's custom format (-Fc) starts with these bytes; psql cannot restore it.
+CUSTOM_FORMAT_MAGIC = b"PGDMP"
+CUSTOM_FORMAT_PROBLEM = (
+    "the archive is in pg_dump's custom format (it starts with PGDMP), not "
+    "plain SQL{where}; dump with --format=plain, or name it .dump and restore "
+    "it with pg_restore"
+)
+
+
 def verify(path: Path, trailer: str) -> str:
     """Return why the archive at ``path`` is not good, or '' when it is."""
     if path.stat().st_size == 0:
         return "the file is empty (0 bytes)"
+    with path.open("rb") as raw:
+        if raw.read(len(CUSTOM_FORMAT_MAGIC)) == CUSTOM_FORMAT_MAGIC:
+            return CUSTOM_FORMAT_PROBLEM.format(where=" and not gzip-compressed")
 
     tested = subprocess.run(
         ["gzip", "-t", str(path)],
@@ -70,6 +87,9 @@ def verify(path: Path, trailer: str) -> str:
     last: list[bytes] = []
     seen_any = False
     with gzip.open(path, "rb") as stream:
+        if stream.read(len(CUSTOM_FORMAT_MAGIC)) == CUSTOM_FORMAT_MAGIC:
+            return CUSTOM_FORMAT_PROBLEM.format(where=" inside the gzip stream")
+        stream.seek(0)
         for line in stream:
             seen_any = True
             last.append(line)
@@ -122,6 +142,68 @@ def leftover_files(directory: Path) -> list[str]:
     )
 
 
+def open_modes(directory: Path, names: Iterable[str]) -> list[str]:
+    """Return why ``directory`` or the archives ``names`` in it are open to others.
+
+    Archives contain every row of the databases, and the globals dump the
+    roles' password hashes, so no user outside the owner and group may read
+    or change them. A world-writable directory lets any user delete or
+    replace archives.
+    """
+    problems: list[str] = []
+    mode = stat.S_IMODE(directory.stat().st_mode)
+    if mode & stat.S_IWOTH:
+        problems.append(
+            f"directory {directory} has mode {mode:04o}: every user may delete or "
+            "replace archives; chmod 700 it"
+        )
+    for name in sorted(names):
+        path = directory / name
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & (stat.S_IROTH | stat.S_IWOTH):
+            problems.append(
+                f"{name} has mode {mode:04o}: every user on the host may "
+                f"{'read' if mode & stat.S_IROTH else 'change'} it; set umask 077 "
+                "in the job and chmod 600 the archives"
+            )
+    return problems
+
+
+def stamp_time(name: str) -> float | None:
+    """Return the UTC time stamp ``YYYYMMDDTHHMMSSZ`` in ``name`` as epoch seconds."""
+    match = _STAMP.search(name)
+    if match is None:
+        return None
+    try:
+        parsed = time.strptime(match.group(0), "%Y%m%dT%H%M%SZ")
+    except ValueError:
+        return None
+    return float(calendar.timegm(parsed))
+
+
+def stamp_problem(name: str, started_at: float, finished_at: float) -> str:
+    """Return why the time stamp in a new archive's name is wrong, or ''.
+
+    The stamp must fall within the job's run, give or take
+    ``STAMP_MARGIN_S``; a name in local time marked Z is hours off wherever
+    the host's time zone is not UTC.
+    """
+    stamped = stamp_time(name)
+    if stamped is None:
+        return ""
+    if started_at - STAMP_MARGIN_S <= stamped <= finished_at + STAMP_MARGIN_S:
+        return ""
+    named = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(stamped))
+    ran = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started_at))
+    hours = (stamped - started_at) / 3600.0
+    return (
+        f"{name} is named with the UTC time {named}, but the job ran at {ran} "
+        f"({hours:+.1f} h apart); the job writes local time with a Z suffix: "
+        "use date -u +%Y%m%dT%H%M%SZ, because names in local time sort and "
+        "expire wrongly across time zones and daylight saving changes"
+    )
+
+
 def newest_good(archives: Iterable[Archive]) -> Archive | None:
     """Return the newest archive that verifies, or None."""
     good = [archive for archive in archives if archive.ok]
@@ -162,9 +244,6 @@ def judge_retention(
         expired=expired,
         oldest_good_days=(now - oldest) / SECONDS_PER_DAY,
     )
-
-
-_STAMP = re.compile(r"\d{8}T\d{6}Z")
 
 
 def aged_copy(archive: Path, directory: Path, age_days: float, now: float) -> Path:

@@ -34,22 +34,28 @@ def _names(stack) -> list[tuple[str, str, str]]:
     return entries
 
 
-def _seed(stack, source_dir, sandbox, ages_days: list[float]) -> dict[str, int]:
-    """Copy the newest good archive of each kind into ``sandbox`` at each age."""
+def _seed(
+    stack, source_dir, sandbox, ages_days: list[float]
+) -> dict[str, dict[str, float]]:
+    """Copy the newest good archive of each kind into ``sandbox`` at each age.
+
+    Returns the copies' names and ages in days, per kind.
+    """
     now = time.time()
-    seeded: dict[str, int] = {}
+    seeded: dict[str, dict[str, float]] = {}
     for label, pattern, trailer in _names(stack):
         newest = archives.newest_good(
             archives.find_archives(source_dir, pattern, trailer)
         )
         if newest is None:
             pytest.fail(f"no good {label} archive to seed the sandbox from")
+        copies: dict[str, float] = {}
         try:
             for age in ages_days:
-                archives.aged_copy(newest.path, sandbox, age, now)
+                copies[archives.aged_copy(newest.path, sandbox, age, now).name] = age
         except ValueError as exc:
             pytest.skip(f"cannot seed aged archives: {exc}")
-        seeded[label] = len(ages_days)
+        seeded[label] = copies
     return seeded
 
 
@@ -67,6 +73,22 @@ def test_archives_intact(stack, backup_target, backup_run, evidence):
 
     leftovers = archives.leftover_files(backup_target.archive_dir)
     assert not leftovers, f"temporary files in {backup_target.archive_dir}: {leftovers}"
+
+
+@pytest.mark.gate("backup", item="archives readable only by their owner and group")
+def test_archives_private(stack, backup_target, backup_run, evidence):
+    names: list[str] = []
+    for _, pattern, trailer in _names(stack):
+        found = archives.find_archives(backup_target.archive_dir, pattern, trailer)
+        names += [archive.name for archive in found]
+    evidence.record("archives.checked", len(names))
+
+    problems = archives.open_modes(backup_target.archive_dir, names)
+    shown = "\n".join(f"  {problem}" for problem in problems)
+    assert not problems, (
+        f"archives in {backup_target.archive_dir} are open to every user on the "
+        f"host; they contain every row and the roles' password hashes:\n{shown}"
+    )
 
 
 @pytest.mark.gate("backup", item="retention window applied")
@@ -88,8 +110,12 @@ def test_retention_applied(stack, backup_target, backup_run, evidence):
 def test_retention_policy(stack, backup_target, backup_run, sandbox_dir, evidence):
     assert backup_run.ok, "the backup job failed, so there is nothing to seed"
     days = stack.profile.doc.backup.retention_days
+    # One archive a day, and a second one on each day inside the window (as
+    # after a manual run), so that a job which keeps the newest N archives
+    # instead of N days deletes archives that are still inside the window.
     ages = [age + 0.5 for age in range(days + 3)]
-    _seed(stack, backup_target.archive_dir, sandbox_dir, ages)
+    ages += [age + 0.25 for age in range(days)]
+    seeded = _seed(stack, backup_target.archive_dir, sandbox_dir, ages)
 
     run = job.run_job(backup_target.elsewhere(sandbox_dir))
     assert run.ok, (
@@ -105,6 +131,14 @@ def test_retention_policy(stack, backup_target, backup_run, sandbox_dir, evidenc
         assert not finding.expired, (
             f"{label}: archives older than {days} days were kept: "
             f"{list(finding.expired)}"
+        )
+        young = {name for name, age in seeded[label].items() if age < days}
+        deleted = sorted(young - job.list_files(sandbox_dir))
+        assert not deleted, (
+            f"{label}: the job deleted {len(deleted)} archive(s) younger than "
+            f"backup.retention_days = {days}: {deleted}; rotate by age (as find "
+            "-mtime does), not by keeping a count of files, because extra runs "
+            "then push archives out of the window early"
         )
         assert len(good) == expected_kept + 1, (
             f"{label}: expected the {expected_kept} archives younger than {days} "
