@@ -247,6 +247,22 @@ def test_version_mismatch_names_both_versions(host):
     assert "library is 550.90.07" in problems[0]
 
 
+def test_nvml_query_failure_named(host):
+    """Stand-in: NVML starts, then the driver version query fails."""
+    host.scenario["driver_version"] = {"error": 999}
+    host.save()
+    reading = probe()
+    problems = judge.check_driver_consistency(reading)
+
+    assert reading.nvml.initialised
+    assert reading.nvml.devices == ()
+    assert len(problems) == 1
+    assert problems[0].startswith(
+        "NVML initialised but then failed: NVMLError_Unknown: Unknown Error "
+        "(NVML return code 999)"
+    )
+
+
 @pytest.mark.parametrize(
     ("failure", "step", "hint"),
     [

@@ -27,6 +27,11 @@ CLUSTER_TRAILER = "-- PostgreSQL database cluster dump complete"
 TRAILER_LINES = 8
 GZIP_TIMEOUT_S = 600.0
 SECONDS_PER_DAY = 86400.0
+# find -mtime +N ignores the fraction of a day, so the common retention line
+# "find -mtime +7 -delete" keeps archives until they are 8 days old. An
+# archive counts as expired only one day past the window, so that this line,
+# and a daily job that starts a little later than the day before, pass.
+RETENTION_GRACE_DAYS = 1.0
 _STAMP = re.compile(r"\d{8}T\d{6}Z")
 # Seconds a new archive's name stamp may lie outside the job's run.
 STAMP_MARGIN_S = 60.0
@@ -146,9 +151,10 @@ def open_modes(directory: Path, names: Iterable[str]) -> list[str]:
     """Return why ``directory`` or the archives ``names`` in it are open to others.
 
     Archives contain every row of the databases, and the globals dump the
-    roles' password hashes, so no user outside the owner and group may read
-    or change them. A world-writable directory lets any user delete or
-    replace archives.
+    roles' password hashes, so other users must not be able to read them. A
+    file's mode counts only where other users can reach it, that is where
+    the directory and every directory above it are searchable by others. A
+    world-writable directory lets any user delete or replace archives.
     """
     problems: list[str] = []
     mode = stat.S_IMODE(directory.stat().st_mode)
@@ -157,16 +163,26 @@ def open_modes(directory: Path, names: Iterable[str]) -> list[str]:
             f"directory {directory} has mode {mode:04o}: every user may delete or "
             "replace archives; chmod 700 it"
         )
+    if not _searchable_by_others(directory):
+        return problems
+
     for name in sorted(names):
-        path = directory / name
-        mode = stat.S_IMODE(path.stat().st_mode)
+        mode = stat.S_IMODE((directory / name).stat().st_mode)
         if mode & (stat.S_IROTH | stat.S_IWOTH):
+            access = "read" if mode & stat.S_IROTH else "change"
             problems.append(
-                f"{name} has mode {mode:04o}: every user on the host may "
-                f"{'read' if mode & stat.S_IROTH else 'change'} it; set umask 077 "
-                "in the job and chmod 600 the archives"
+                f"{name} has mode {mode:04o} in a directory every user can enter: "
+                f"every user on the host may {access} it; set umask 077 in the "
+                f"job and chmod 600 the archives, or chmod 700 {directory}"
             )
     return problems
+
+
+def _searchable_by_others(directory: Path) -> bool:
+    for path in (directory, *directory.resolve().parents):
+        if not path.stat().st_mode & stat.S_IXOTH:
+            return False
+    return True
 
 
 def stamp_time(name: str) -> float | None:
@@ -185,7 +201,7 @@ def stamp_problem(name: str, started_at: float, finished_at: float) -> str:
     """Return why the time stamp in a new archive's name is wrong, or ''.
 
     The stamp must fall within the job's run, give or take
-    ``STAMP_MARGIN_S``; a name in local time marked Z is hours off wherever
+    ``STAMP_MARGIN_S``. A name in local time marked Z is hours off wherever
     the host's time zone is not UTC.
     """
     stamped = stamp_time(name)
@@ -223,13 +239,13 @@ class RetentionFinding:
 def judge_retention(
     archives: list[Archive], retention_days: int, now: float | None = None
 ) -> RetentionFinding:
-    """List the archives older than the window that should have been deleted.
+    """List the archives past the window and its grace day, which should be gone.
 
     The newest good archive counts as kept whatever its age, because a policy
     that deleted it would leave the database without any backup.
     """
     now = time.time() if now is None else now
-    window = retention_days * SECONDS_PER_DAY
+    window = (retention_days + RETENTION_GRACE_DAYS) * SECONDS_PER_DAY
     keeper = newest_good(archives)
     expired = tuple(
         archive.name

@@ -146,6 +146,13 @@ def check_driver_consistency(host: HostReading) -> list[str]:
             )
         return problems
 
+    if error is not None:
+        # NVML started but a system-wide query failed, so no device was read.
+        problems.append(
+            f"NVML initialised but then failed: {error.render()}; "
+            f"{_init_fix(error.code, module)}"
+        )
+
     if module and nvml.driver_version and nvml.driver_version != module:
         problems.append(
             f"driver version mismatch: the kernel module is {module} but NVML "
