@@ -10,6 +10,9 @@ can be compared up to the dump's last row. Sequences record their position.
 Privileges are recorded per object, with a NULL ACL read as the built-in
 default for its owner (``acldefault``), because a restore writes an explicit
 ACL only where pg_dump found one that differs from the default.
+
+NOTE: large objects (pg_largeobject) are not fingerprinted, so an archive
+made without them is not caught.
 """
 
 from __future__ import annotations
