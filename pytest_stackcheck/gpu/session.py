@@ -91,8 +91,8 @@ class GpuSession:
             )
         return nvml.devices
 
-    def smoke(self, device_index: int) -> SmokeResult:
-        """Run the CUDA smoke test on one device once, failing the check on error."""
+    def smoke_outcome(self, device_index: int) -> SmokeResult | str:
+        """Run the smoke test on one device once; a str says why it gave no report."""
         if device_index not in self._smokes:
             try:
                 result: SmokeResult | str = smoke_test(
@@ -101,7 +101,11 @@ class GpuSession:
             except ProbeError as exc:
                 result = str(exc)
             self._smokes[device_index] = result
-        outcome = self._smokes[device_index]
+        return self._smokes[device_index]
+
+    def smoke(self, device_index: int) -> SmokeResult:
+        """Run the CUDA smoke test on one device once, failing the check on error."""
+        outcome = self.smoke_outcome(device_index)
         if isinstance(outcome, str):
             pytest.fail(
                 f"CUDA smoke test on GPU {device_index} did not report: {outcome}",
