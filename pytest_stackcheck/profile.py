@@ -21,8 +21,10 @@ import pytest
 
 from pytest_stackcheck.backup.spec import BackupSpec
 from pytest_stackcheck.chaos.spec import ChaosSpec
+from pytest_stackcheck.errors import ProbeError
 from pytest_stackcheck.gpu.settings import GpuSpec
 from pytest_stackcheck.load.spec import LoadSpec
+from pytest_stackcheck.probes.hostexec import parse_target
 from pytest_stackcheck.schema import SchemaError, build, spec
 
 ALL_GATES = (
@@ -57,6 +59,12 @@ class StackSection:
         "",
         help="set the testinfra connection string of the host, for example "
         "'ssh://deploy@gpu-1' (empty means this machine)",
+    )
+    ssh_config: str = spec(
+        "",
+        help="name an ssh_config file, relative to the profile, that the ssh "
+        "client reads for stack.host (identity file, known hosts); empty uses "
+        "~/.ssh/config",
     )
 
 
@@ -140,6 +148,11 @@ class PostgresSpec:
     )
     host: str = spec("127.0.0.1", help="set the address PostgreSQL listens on")
     port: int = spec(5432, help="set the TCP port PostgreSQL listens on")
+    unit: str = spec(
+        "",
+        help="set the systemd unit of the server, for example 'postgresql' "
+        "(NixOS) or 'postgresql@15-main' (Debian), so chaos can kill it",
+    )
     owner: str = spec("stackcheck_app", help="set the role that owns the databases")
     user: str = spec(
         "postgres", help="set the role the checks connect as (read access suffices)"
@@ -154,6 +167,11 @@ class PostgresSpec:
         "schema_migrations", help="set the table that records applied migrations"
     )
     min_version: int = spec(14, help="set the lowest acceptable major version")
+    hba: str = spec(
+        "",
+        help="name a pg_hba.conf file, relative to the profile, that the local "
+        "stack's PostgreSQL uses instead of its own",
+    )
     expected_migration: str = spec(
         "",
         help="set the newest migration version this release ships, as written "
@@ -170,6 +188,9 @@ class NatsSpec:
     websocket_port: int = spec(4223, help="set the NATS websocket port")
     monitor_port: int = spec(8222, help="set the NATS monitoring port")
     jetstream: bool = spec(True, help="set jetstream = true if JetStream is used")
+    unit: str = spec(
+        "", help="set the systemd unit of nats-server, so chaos can kill it"
+    )
     config: str = spec(
         "",
         help="name a nats.conf template (relative to the profile) to replace "
@@ -199,6 +220,7 @@ class NginxSpec:
     routes: tuple[Route, ...] = spec(help="write one [[nginx.routes]] per location")
     host: str = spec("127.0.0.1", help="set the address nginx listens on")
     http_port: int = spec(80, help="set the HTTP port nginx listens on")
+    unit: str = spec("", help="set the systemd unit of nginx, so chaos can kill it")
     site: str = spec(
         "",
         help="name an nginx site template (relative to the profile) to replace "
@@ -250,6 +272,27 @@ class SecuritySpec:
 
 
 @dataclass(frozen=True, slots=True)
+class MonitoringSpec:
+    """The Prometheus that scrapes the stack, and what it must scrape."""
+
+    prometheus_url: str = spec(
+        "",
+        help="set the base URL of the Prometheus that scrapes this stack, for "
+        "example 'http://127.0.0.1:9090', or leave it empty to skip the check",
+    )
+    required_jobs: tuple[str, ...] = spec(
+        (),
+        help="list the scrape jobs that must have targets, for example "
+        "['node', 'nats', 'postgres']",
+    )
+    max_scrape_age_s: float = spec(
+        300.0,
+        help="set the seconds since a target's last scrape after which it "
+        "counts as stale",
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class ProfileDocument:
     """The TOML document as written, before paths are resolved."""
 
@@ -265,6 +308,9 @@ class ProfileDocument:
     timeouts: Timeouts = spec(factory=Timeouts, help="write a [timeouts] table")
     local: LocalSpec = spec(factory=LocalSpec, help="write a [local] table")
     security: SecuritySpec = spec(factory=SecuritySpec, help="write a [security] table")
+    monitoring: MonitoringSpec = spec(
+        factory=MonitoringSpec, help="write a [monitoring] table"
+    )
     gpu: GpuSpec = spec(factory=GpuSpec, help="write a [gpu] table")
     load: LoadSpec = spec(factory=LoadSpec, help="write a [load] table")
     chaos: ChaosSpec = spec(factory=ChaosSpec, help="write a [chaos] table")
@@ -397,9 +443,13 @@ def check_consistency(profile: Profile) -> None:
             "set both nginx.certificate and nginx.certificate_key, or neither",
         )
 
+    _check_host(profile)
+
     for label, relative in (
+        ("stack.ssh_config", doc.stack.ssh_config),
         ("nginx.site", doc.nginx.site),
         ("nats.config", doc.nats.config),
+        ("postgres.hba", doc.postgres.hba),
         ("nginx.ca_file", doc.nginx.ca_file),
         ("nginx.certificate", doc.nginx.certificate),
         ("nginx.certificate_key", doc.nginx.certificate_key),
@@ -423,6 +473,27 @@ def check_consistency(profile: Profile) -> None:
             )
 
     _check_ports(doc)
+
+
+def _check_host(profile: Profile) -> None:
+    stack = profile.doc.stack
+    try:
+        target = parse_target(stack.host)
+    except ProbeError as exc:
+        raise SchemaError(
+            "stack.host",
+            stack.host,
+            "the host checks reach a host only over ssh",
+            "write 'ssh://user@host' or 'ssh://user@host:port', or leave it "
+            "empty for this machine",
+        ) from exc
+    if stack.ssh_config and target.is_local:
+        raise SchemaError(
+            "stack.ssh_config",
+            stack.ssh_config,
+            "only an ssh host uses it, and stack.host is this machine",
+            "set stack.host to 'ssh://user@host', or remove stack.ssh_config",
+        )
 
 
 def _check_ports(doc: ProfileDocument) -> None:

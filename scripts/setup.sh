@@ -3,7 +3,9 @@
 # PostgreSQL, nginx, a virtual environment in .venv with the plugin, its
 # local-stack extras (supervisord, nats-server), the NVML bindings, the
 # load extra (locust) and its development tools. gcc builds the libcuda
-# stand-in of the GPU tests.
+# stand-in of the GPU tests; the monitoring tests run a real Prometheus,
+# and the tests of the remote host checks start an sshd of their own on
+# loopback.
 # Runs as root or through sudo; safe to run again.
 set -euo pipefail
 
@@ -18,7 +20,8 @@ export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update -qq
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends \
     postgresql postgresql-contrib nginx-light python3 python3-venv \
-    ca-certificates gcc libc6-dev >/dev/null
+    ca-certificates gcc libc6-dev openssh-client openssh-server prometheus \
+    >/dev/null
 
 python="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then

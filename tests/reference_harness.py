@@ -143,9 +143,10 @@ class NatsServer:
     monitor_port: int
 
 
-def start_nats_server(
+def nats_server_command(
     store: Path, port: int, monitor_port: int | None = None
-) -> subprocess.Popen[bytes]:
+) -> list[str]:
+    """Return the nats-server command line with JetStream on ``store``."""
     binary = shutil.which("nats-server", path=str(VENV_BIN)) or shutil.which(
         "nats-server"
     )
@@ -154,6 +155,13 @@ def start_nats_server(
     command = [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)]
     if monitor_port is not None:
         command += ["-m", str(monitor_port)]
+    return command
+
+
+def start_nats_server(
+    store: Path, port: int, monitor_port: int | None = None
+) -> subprocess.Popen[bytes]:
+    command = nats_server_command(store, port, monitor_port)
     with (store / "nats.log").open("ab") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
     try:

@@ -16,7 +16,7 @@ from helpers import REPO, SUITES, local_profile
 
 BACKUP = str(SUITES / "backup")
 CASES = REPO / "fixtures" / "backup" / "cases"
-GATE_TESTS = 12
+GATE_TESTS = 13
 
 
 def _temporary_entries() -> set[str]:
@@ -91,3 +91,110 @@ def test_b2_job_without_globals_fails(tmp_path, run_suite):
     )
     result.stdout.fnmatch_lines(["backup *fail*", "deployment verdict: BLOCKED*"])
     assert result.ret == 1
+
+
+def _run_case(tmp_path: Path, run_suite, name: str):
+    profile = _with_backup(tmp_path, f"script = '{CASES / name}'")
+    return run_suite(profile, BACKUP, "-m", "backup")
+
+
+def _assert_blocked(result) -> None:
+    result.stdout.fnmatch_lines(["backup *fail*", "deployment verdict: BLOCKED*"])
+    assert result.ret == 1
+
+
+def test_count_rotation_fails(tmp_path, run_suite):
+    result = _run_case(tmp_path, run_suite, "count-rotation.sh")
+
+    result.assert_outcomes(passed=GATE_TESTS - 1, failed=1)
+    result.stdout.fnmatch_lines(["FAILED *test_retention_policy*"])
+    output = result.stdout.str()
+    assert "younger than backup.retention_days = 7" in output
+    assert "rotate by age" in output
+    _assert_blocked(result)
+
+
+def test_world_readable_archives_fail(tmp_path, run_suite):
+    result = _run_case(tmp_path, run_suite, "world-readable.sh")
+
+    result.assert_outcomes(passed=GATE_TESTS - 1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*globals-*.sql.gz has mode 0644 in a directory every user can enter: "
+            "every user on the host may read it*",
+            "FAILED *test_archives_private*",
+        ]
+    )
+    _assert_blocked(result)
+
+
+def test_local_time_names_fail(tmp_path, run_suite, monkeypatch):
+    """Names in local time marked Z are hours off in a zone east of UTC."""
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    result = _run_case(tmp_path, run_suite, "local-time.sh")
+
+    result.assert_outcomes(passed=GATE_TESTS - 1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*is named with the UTC time *, but the job ran at * (+5.5 h apart)*",
+            "FAILED *test_backup_job_succeeds*",
+        ]
+    )
+    assert "date -u" in result.stdout.str()
+    _assert_blocked(result)
+
+
+def test_shipped_job_passes_off_utc(tmp_path, run_suite, monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    result = run_suite(local_profile(tmp_path), BACKUP, "-m", "backup")
+
+    result.assert_outcomes(passed=GATE_TESTS)
+
+
+def test_roles_without_passwords_fail(tmp_path, run_suite):
+    result = _run_case(tmp_path, run_suite, "no-role-passwords.sh")
+
+    result.assert_outcomes(passed=GATE_TESTS - 1, failed=1)
+    result.stdout.fnmatch_lines(["FAILED *test_globals_restore_roles*"])
+    output = result.stdout.str()
+    assert "creates role(s) ['stackcheck_app'] without a password" in output
+    assert "without --no-role-passwords" in output
+    _assert_blocked(result)
+
+
+def test_excluded_table_data_fails(tmp_path, run_suite):
+    result = _run_case(tmp_path, run_suite, "exclude-table-data.sh")
+
+    # One round trip per database fails.
+    result.assert_outcomes(passed=GATE_TESTS - 3, failed=3)
+    output = result.stdout.str()
+    for database in ("singularity", "centralcloud", "genesis"):
+        assert f"database {database}: the restore of {database}-" in output
+    assert (
+        "table public.events: the restore has no rows, but 50 row(s) up to "
+        "id = 50 existed before the backup started"
+    ) in output
+    _assert_blocked(result)
+
+
+def test_custom_format_archives_fail(tmp_path, run_suite):
+    result = _run_case(tmp_path, run_suite, "custom-format.sh")
+
+    result.stdout.fnmatch_lines(
+        [
+            "FAILED *test_archives_intact*",
+            "FAILED *test_backup_job_succeeds*",
+        ]
+    )
+    output = result.stdout.str()
+    assert "in pg_dump's custom format (it starts with PGDMP)" in output
+    assert "not plain SQL and not gzip-compressed" in output
+    _assert_blocked(result)
+
+
+def test_find_mtime_retention_passes(tmp_path, run_suite):
+    """find -mtime +7 keeps archives up to 8 days old, within the grace day."""
+    result = _run_case(tmp_path, run_suite, "find-mtime.sh")
+
+    result.assert_outcomes(passed=GATE_TESTS)
+    assert result.ret == 0

@@ -10,11 +10,12 @@ import gzip
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
 import pytest
-from helpers import local_profile
+from helpers import REPO, local_profile
 
 from pytest_stackcheck.backup import archives, job, restore
 from pytest_stackcheck.backup.compare import compare, restore_bounds
@@ -31,6 +32,8 @@ from pytest_stackcheck.provision.base import LiveStack
 from pytest_stackcheck.provision.local import LocalProvisioner
 
 DATABASE = "singularity"
+CASES = REPO / "fixtures" / "backup" / "cases"
+OWNER_ACL = "stackcheck_app=arwdDxt/stackcheck_app"
 LIVE = ("singularity", "centralcloud", "genesis")
 
 
@@ -273,3 +276,48 @@ def test_missing_extension_found(live_stack, backup, restored):
     rendered = [d.render() for d in compare(before[DATABASE], fingerprint, live)]
 
     assert any(line.startswith("extension pg_trgm: version") for line in rendered)
+
+
+def test_lost_grant_found(live_stack, server):
+    """A dump made with pg_dump --no-acl drops a live GRANT; the compare names it."""
+    directory = Path(tempfile.mkdtemp(prefix="stackcheck-backup-test-"))
+    with psycopg.connect(**live_stack.conninfo(DATABASE), autocommit=True) as conn:
+        conn.execute("GRANT SELECT ON documents TO PUBLIC")
+        try:
+            before = live_fingerprint(live_stack, DATABASE)
+            target = job.job_target(live_stack).elsewhere(directory)
+            run = job.run_job(replace(target, script=CASES / "no-acl.sh"))
+            assert run.ok, run.output_tail()
+            trip = round_trip(
+                live_stack,
+                server,
+                _archive(directory, DATABASE),
+                DATABASE,
+                before,
+                ["pg_trgm"],
+            )
+        finally:
+            conn.execute("REVOKE SELECT ON documents FROM PUBLIC")
+            shutil.rmtree(directory, ignore_errors=True)
+
+    rendered = [difference.render() for difference in trip.differences]
+    assert rendered == [
+        f"privileges table public.documents: live grants =r/stackcheck_app, "
+        f"{OWNER_ACL}, restored grants {OWNER_ACL}; a dump made with --no-acl "
+        "(-x) leaves out GRANT and REVOKE"
+    ]
+
+
+def test_default_acl_read_as_explicit(live_stack):
+    """An ACL left explicit by GRANT then REVOKE reads as the NULL default."""
+    with psycopg.connect(**live_stack.conninfo(DATABASE), autocommit=True) as conn:
+        conn.execute("GRANT SELECT ON events TO PUBLIC")
+        conn.execute("REVOKE SELECT ON events FROM PUBLIC")
+        explicit = conn.execute(
+            "SELECT relacl IS NOT NULL FROM pg_class WHERE relname = 'events'"
+        ).fetchone()
+    fingerprint = live_fingerprint(live_stack, DATABASE)
+
+    assert explicit == (True,)
+    assert fingerprint.privileges["table public.events"] == OWNER_ACL
+    assert fingerprint.privileges["table public.documents"] == OWNER_ACL

@@ -52,3 +52,23 @@ def test_jetstream_off_fails_day1(tmp_path, run_suite):
     result.stdout.fnmatch_lines(
         ["*JetStream is off*add a jetstream { store_dir: ... } block*", "day1 *fail*"]
     )
+
+
+def test_on_failure_restart_fails_preprod(tmp_path, run_suite):
+    """A profile that declares on-failure still gets a unit that stays down (S1)."""
+    profile = local_profile(
+        tmp_path,
+        {"[services.genesis]\n": "[services.genesis]\nrestart = 'on-failure'\n"},
+    )
+
+    result = run_suite(profile, ACCEPTANCE, "-m", "preprod", "-k", "restart")
+
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*service genesis: restart policy 'on-failure', expected 'always' (the "
+            "profile declares restart = 'on-failure')*exits with status 0*"
+            "set Restart=always*",
+            "preprod *fail*",
+        ]
+    )

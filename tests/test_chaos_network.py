@@ -9,9 +9,15 @@ from helpers import SUITES, local_profile
 
 from pytest_stackcheck.chaos.faults import ChaosSession, FaultNotApplied, replay
 from pytest_stackcheck.chaos.journal import Journal
-from pytest_stackcheck.chaos.network import ProxyControl, inject_network, round_trip
+from pytest_stackcheck.chaos.network import (
+    ROUND_TRIP_TIMEOUT_S,
+    ProxyControl,
+    inject_network,
+    round_trip,
+)
 from pytest_stackcheck.chaos.steady import wait_steady
 from pytest_stackcheck.control.supervisor import SupervisorControl
+from pytest_stackcheck.errors import StackcheckError
 from pytest_stackcheck.profile import load_profile
 from pytest_stackcheck.provision.base import LiveStack
 from pytest_stackcheck.provision.local import LocalProvisioner
@@ -66,6 +72,38 @@ def test_latency_measured_through_link(live, proxy, tmp_path):
     assert proxy.links()["postgresql"]["fault"] == "none"
 
 
+def _stall(link: str, port: int) -> float:
+    # Three losses in a row (0.2 + 0.4 + 0.8 s) outlast the round trip timeout.
+    try:
+        return round_trip(link, port)
+    except TimeoutError:
+        return ROUND_TRIP_TIMEOUT_S
+
+
+def test_loss_stalls_round_trips(live, proxy, tmp_path):
+    port = int(proxy.links()["nats"]["listen_port"])
+
+    with _session(live, Journal(tmp_path / "journal.json")) as session:
+        injection = inject_network(session, proxy, "nats", "loss", loss_percent=30)
+        status = proxy.links()["nats"]
+        stalls = [_stall("nats", port) for _ in range(20)]
+
+    assert injection.round_trip.startswith("round trip")
+    assert status["fault"] == "loss"
+    assert status["loss_percent"] == 30
+    assert status["losses"] >= 1
+    assert max(stalls) >= 0.2
+    assert proxy.links()["nats"]["fault"] == "none"
+    assert round_trip("nats", port) < 0.2
+
+
+def test_loss_percent_out_of_range_rejected(proxy):
+    with pytest.raises(StackcheckError, match="use 0 to 50"):
+        proxy.set_fault("nats", "loss", loss_percent=80)
+    with pytest.raises(StackcheckError, match="percent of 1 or more"):
+        proxy.set_fault("nats", "loss")
+
+
 def test_unknown_link_rejected(live, proxy, tmp_path):
     journal = Journal(tmp_path / "journal.json")
     session = _session(live, journal)
@@ -91,11 +129,11 @@ def test_replay_clears_partition_of_killed_run(live, proxy, tmp_path):
 def test_network_suite_passes(run_suite, tmp_path):
     result = run_suite(local_profile(tmp_path, WITH_PROXY), NETWORK_SUITE)
 
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=8)
 
 
 def test_network_suite_skips_without_proxy(run_suite, tmp_path):
     result = run_suite(local_profile(tmp_path), NETWORK_SUITE, "-rs", "-k", "nats")
 
-    result.assert_outcomes(skipped=3)
+    result.assert_outcomes(skipped=4)
     result.stdout.fnmatch_lines(["*set chaos.network_proxy = true*"])

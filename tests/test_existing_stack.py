@@ -11,12 +11,11 @@ and journal from files the test writes.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import STACKS, SUITES
+from helpers import STACKS, SUITES, existing_profile
 from reference_harness import start_refservice, stop_process
 
 from pytest_stackcheck.profile import load_profile
@@ -31,7 +30,7 @@ case "$1" in
   show)
     property="${2#--property=}"
     file="$state/$property"
-    [ -f "$file" ] && cat "$file"
+    if [ -f "$file" ]; then cat "$file"; fi
     ;;
 esac
 """
@@ -42,26 +41,6 @@ case "$1" in
   _SYSTEMD_INVOCATION_ID=*) cat "$FAKE_SYSTEMD/journal" ;;
 esac
 """
-
-
-def _existing_profile(stack: LiveStack, path: Path) -> Path:
-    """Write the shipped local profile as an ``existing`` one with real ports."""
-    text = (STACKS / "local.toml").read_text(encoding="utf-8")
-    text = text.replace('provisioner = "local"', 'provisioner = "existing"')
-    text = re.sub(r"check_s = [0-9.]+", "check_s = 3.0", text)
-
-    section = ""
-    lines = []
-    for line in text.splitlines():
-        header = re.match(r"\[+([^\]]+)\]+", line)
-        if header:
-            section = header.group(1)
-        key = re.match(r"(\w+) = 0$", line)
-        if key:
-            line = f"{key.group(1)} = {stack.ports[f'{section}.{key.group(1)}']}"
-        lines.append(line)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -101,13 +80,13 @@ def profile(
     """The deployed stack's ``existing`` profile, secrets in the environment."""
     for name, value in deployed.secrets.items():
         monkeypatch.setenv(name, value)
-    return _existing_profile(deployed, tmp_path / "deployed.toml")
+    return existing_profile(deployed, tmp_path / "deployed.toml")
 
 
 def test_healthy_deployment_passes(run_suite, profile, systemd):
     result = run_suite(profile, str(SUITES / "acceptance"))
 
-    result.assert_outcomes(passed=24)
+    result.assert_outcomes(passed=29, skipped=1)
     assert "deployment verdict: OK" in result.stdout.str()
 
 
@@ -141,6 +120,21 @@ def test_on_failure_unit_fails_preprod(run_suite, profile, systemd):
 
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*restart policy 'on-failure'*restart = 'always'*"])
+
+
+def test_restart_prevented_on_exit_zero_fails_preprod(run_suite, profile, systemd):
+    """Restart=always does not restart a unit after an exit it prevents."""
+    (systemd / "state" / "RestartPreventExitStatus").write_text("0 SIGTERM\n")
+
+    result = run_suite(profile, str(SUITES / "acceptance"), "-k", "restart_policy")
+
+    result.assert_outcomes(failed=4)
+    result.stdout.fnmatch_lines(
+        [
+            "*service singularity: RestartPreventExitStatus=0 SIGTERM, expected "
+            "none*remove RestartPreventExitStatus= from the unit*"
+        ]
+    )
 
 
 def test_failed_unit_fails_day1(run_suite, profile, systemd):

@@ -83,6 +83,20 @@ def test_no_allocatable_gpu_fails(cluster, run_suite, tmp_path):
     assert "NVIDIA device plugin" in output
 
 
+def test_unhealthy_gpu_fails(cluster, run_suite, tmp_path):
+    """Stand-in: capacity 1 but allocatable 0, as after the plugin saw an Xid."""
+    node = gpu_node("gpu-node-1", 1)
+    del node["status"]["allocatable"]["nvidia.com/gpu"]
+    cluster.scenario.nodes = [node]
+    result = run_kube(run_suite, tmp_path, cluster)
+
+    result.assert_outcomes(passed=1, failed=1)
+    output = result.stdout.str()
+    assert "advertise 0 allocatable nvidia.com/gpu, expected at least 1" in output
+    assert "gpu-node-1 (allocatable 0, capacity 1)" in output
+    assert "marked it unhealthy" in output
+
+
 def test_no_matching_node_fails(cluster, run_suite, tmp_path):
     """Stand-in: the label selector matches no node."""
     cluster.scenario.nodes = []

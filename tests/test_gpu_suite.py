@@ -160,6 +160,21 @@ def test_g2_missing_uvm_device_fails(host, libcuda, run_suite, monkeypatch):
     result.stdout.fnmatch_lines(["*/dev/nvidia-uvm is missing*modprobe nvidia-uvm*"])
 
 
+def test_uvm_missing_cuda_working_fails(host, libcuda, run_suite):
+    """Stand-in: /dev/nvidia-uvm is missing at probe time, yet the smoke passes."""
+    host.remove("dev/nvidia-uvm")
+    result = run_gpu(run_suite, host.profile(libcuda))
+
+    result.assert_outcomes(passed=CHECKS - 1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_uvm_device _*",
+            "*/dev/nvidia-uvm was missing on * when the probe ran; the CUDA smoke "
+            "test passed*nvidia-modprobe -u -c=0*",
+        ]
+    )
+
+
 def test_g2_corrupt_copy_fails(host, libcuda, run_suite, monkeypatch):
     """Stand-in: the device returns one flipped byte in the round trip."""
     monkeypatch.setenv("STACKCHECK_FAKE_CUDA_CORRUPT", "1")

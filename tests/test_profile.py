@@ -102,6 +102,14 @@ def test_port_zero_rejected_for_existing(tmp_path):
         load_profile(write(tmp_path, text))
 
 
+def test_loss_percent_out_of_range(tmp_path):
+    text = LOCAL.read_text() + "\n[chaos]\nnetwork_loss_percent = 75\n"
+    with pytest.raises(
+        pytest.UsageError, match=r"chaos\.network_loss_percent.*75.*use 1 to 50"
+    ):
+        load_profile(write(tmp_path, text))
+
+
 def test_missing_site_file(tmp_path):
     text = LOCAL.read_text().replace("[nginx]\n", "[nginx]\nsite = 'absent.conf.j2'\n")
     with pytest.raises(pytest.UsageError, match=r"nginx\.site.*does not exist"):

@@ -4,9 +4,9 @@ The live database may keep taking writes while the job runs, so it is read
 twice: ``before`` the job starts and ``live`` after the restore. Tables with
 an integer primary key are compared up to the restore's largest key, because
 ``live`` is taken with those bounds. Such a table must also contain every row
-that existed ``before``. Other tables, extensions and owners must match
-exactly. A sequence must
-stand between its two live readings and not behind its own column.
+that existed ``before``. Other tables, extensions, owners and privileges
+must match exactly. A sequence must stand between its two live readings and
+not behind its own column.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def compare(
     """Return every difference between ``restored`` and the live readings."""
     differences = _extensions(restored, live, required_extensions)
     differences += _owners(restored, live)
+    differences += _privileges(restored, live)
     differences += _tables(before, restored, live)
     differences += _sequences(before, restored, live)
     return differences
@@ -109,6 +110,36 @@ def _owners(restored: Fingerprint, live: Fingerprint) -> list[Difference]:
     return found
 
 
+def _privileges(restored: Fingerprint, live: Fingerprint) -> list[Difference]:
+    # Objects missing on one side are already reported by _owners.
+    found: list[Difference] = []
+    for name, acl in sorted(live.privileges.items()):
+        restored_acl = restored.privileges.get(name)
+        if restored_acl is None and name.startswith("default privileges"):
+            found.append(
+                Difference(
+                    "privileges",
+                    name,
+                    f"live grants {acl}, missing from the restore; the dump "
+                    "leaves out ALTER DEFAULT PRIVILEGES (pg_dump --no-acl or -x)",
+                )
+            )
+        elif restored_acl is not None and restored_acl != acl:
+            found.append(
+                Difference(
+                    "privileges",
+                    name,
+                    f"live grants {acl or 'nothing'}, restored grants "
+                    f"{restored_acl or 'nothing'}; a dump made with --no-acl "
+                    "(-x) leaves out GRANT and REVOKE",
+                )
+            )
+    for name in sorted(set(restored.privileges) - set(live.privileges)):
+        if name.startswith("default privileges"):
+            found.append(Difference("privileges", name, "in the restore but not live"))
+    return found
+
+
 def _tables(
     before: Fingerprint, restored: Fingerprint, live: Fingerprint
 ) -> list[Difference]:
@@ -141,11 +172,22 @@ def _tables(
             )
 
         earlier = before.tables.get(name)
-        if (
-            earlier is not None
-            and earlier.max_key is not None
-            and (table.max_key is None or table.max_key < earlier.max_key)
-        ):
+        if earlier is None or earlier.max_key is None:
+            continue
+        if table.max_key is None:
+            # The live side was read up to key 0, so its row count matched.
+            found.append(
+                Difference(
+                    "table",
+                    name,
+                    f"the restore has no rows, but {earlier.rows} row(s) up to "
+                    f"{table.key_column} = {earlier.max_key} existed before the "
+                    "backup started; the archive holds none of this table's data "
+                    "(a dump made with --schema-only or --exclude-table-data, or "
+                    "filtered after pg_dump)",
+                )
+            )
+        elif table.max_key < earlier.max_key:
             found.append(
                 Difference(
                     "table",

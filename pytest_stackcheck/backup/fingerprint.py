@@ -7,6 +7,12 @@ bits of each row's md5, over the row's text form with fixed session
 settings). Tables with a single integer primary key also record their
 largest key, so that a live database that kept taking writes after the dump
 can be compared up to the dump's last row. Sequences record their position.
+Privileges are recorded per object, with a NULL ACL read as the built-in
+default for its owner (``acldefault``), because a restore writes an explicit
+ACL only where pg_dump found one that differs from the default.
+
+NOTE: large objects (pg_largeobject) are not fingerprinted, so an archive
+made without them is not caught.
 """
 
 from __future__ import annotations
@@ -59,6 +65,47 @@ SELECT 'function ' || p.oid::regprocedure::text, pg_get_userbyid(p.proowner)
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE {_USER_NAMESPACES}
   AND {_NOT_EXTENSION_MEMBER.format(catalog="'pg_proc'", oid="p.oid")}
+"""
+
+# Each ACL is read as its sorted aclitem texts, such as
+# "reader=r/app_owner", so that the order of GRANT statements does not matter.
+_ACL_TEXT = "array_to_string(ARRAY(SELECT unnest({acl})::text ORDER BY 1), ', ')"
+
+_RELATION_ACL = _ACL_TEXT.format(
+    acl="coalesce(c.relacl, acldefault("
+    "CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::\"char\", c.relowner))"
+)
+
+_PRIVILEGES_SQL = f"""
+SELECT 'schema ' || quote_ident(n.nspname),
+    {_ACL_TEXT.format(acl="coalesce(n.nspacl, acldefault('n', n.nspowner))")}
+FROM pg_namespace n
+WHERE {_USER_NAMESPACES}
+  AND {_NOT_EXTENSION_MEMBER.format(catalog="'pg_namespace'", oid="n.oid")}
+UNION ALL
+SELECT
+    CASE c.relkind WHEN 'S' THEN 'sequence ' WHEN 'v' THEN 'view '
+        WHEN 'm' THEN 'materialized view ' WHEN 'f' THEN 'foreign table '
+        ELSE 'table ' END
+    || quote_ident(n.nspname) || '.' || quote_ident(c.relname),
+    {_RELATION_ACL}
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'S', 'v', 'm', 'f') AND {_USER_NAMESPACES}
+  AND {_NOT_EXTENSION_MEMBER.format(catalog="'pg_class'", oid="c.oid")}
+UNION ALL
+SELECT 'function ' || p.oid::regprocedure::text,
+    {_ACL_TEXT.format(acl="coalesce(p.proacl, acldefault('f', p.proowner))")}
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE {_USER_NAMESPACES}
+  AND {_NOT_EXTENSION_MEMBER.format(catalog="'pg_proc'", oid="p.oid")}
+UNION ALL
+SELECT 'default privileges of ' || quote_ident(pg_get_userbyid(d.defaclrole))
+    || coalesce(' in schema ' || quote_ident(n.nspname), '')
+    || ' on ' || CASE d.defaclobjtype WHEN 'r' THEN 'tables'
+        WHEN 'S' THEN 'sequences' WHEN 'f' THEN 'functions' WHEN 'T' THEN 'types'
+        ELSE 'schemas' END,
+    {_ACL_TEXT.format(acl="d.defaclacl")}
+FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace
 """
 
 _TABLES_SQL = f"""
@@ -125,11 +172,12 @@ class SequenceFingerprint:
 
 @dataclass(frozen=True, slots=True)
 class Fingerprint:
-    """Extensions, owners, tables and sequences of one database."""
+    """Extensions, owners, privileges, tables and sequences of one database."""
 
     database: str
     extensions: dict[str, str] = field(default_factory=dict)
     owners: dict[str, str] = field(default_factory=dict)
+    privileges: dict[str, str] = field(default_factory=dict)
     tables: dict[str, TableFingerprint] = field(default_factory=dict)
     sequences: dict[str, SequenceFingerprint] = field(default_factory=dict)
 
@@ -157,6 +205,7 @@ def take(
         )
     }
     owners = {str(obj): str(owner) for obj, owner in conn.execute(_OWNERS_SQL)}
+    privileges = {str(obj): str(acl) for obj, acl in conn.execute(_PRIVILEGES_SQL)}
 
     tables: dict[str, TableFingerprint] = {}
     for name, key in conn.execute(_TABLES_SQL).fetchall():
@@ -168,7 +217,7 @@ def take(
         sequences[name] = _sequence(conn, sql, str(name), int(increment), owned_by)
 
     conn.rollback()
-    return Fingerprint(database, extensions, owners, tables, sequences)
+    return Fingerprint(database, extensions, owners, privileges, tables, sequences)
 
 
 def _table(

@@ -90,6 +90,9 @@ class JobRun:
     output: str
     new_files: tuple[str, ...]
     removed_files: tuple[str, ...]
+    # Wall-clock start and end, in seconds since the epoch.
+    started_at: float = 0.0
+    finished_at: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -209,6 +212,7 @@ def run_job(target: JobTarget) -> JobRun:
             "or set backup.archive_dir to the job's directory"
         )
     before = list_files(target.archive_dir)
+    started_at = time.time()
     started = time.monotonic()
     log.info("backup job %s starting for %s", target.script, target.archive_dir)
     try:
@@ -238,6 +242,8 @@ def run_job(target: JobTarget) -> JobRun:
         output=result.stdout + result.stderr,
         new_files=tuple(sorted(after - before)),
         removed_files=tuple(sorted(before - after)),
+        started_at=started_at,
+        finished_at=time.time(),
     )
     log.info(
         "backup job exited with %d after %.2f s: %d new, %d removed files",

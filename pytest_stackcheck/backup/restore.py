@@ -112,6 +112,24 @@ def apply_globals(server: ScratchServer, archive: Path, timeout_s: float) -> Non
         )
 
 
+def roles_without_password(server: ScratchServer, names: Collection[str]) -> list[str]:
+    """Return which of the roles ``names`` have no password on the scratch server.
+
+    pg_dumpall --no-role-passwords (or a dump by a role that may not read
+    pg_authid) creates the roles without one, so after a restore onto a new
+    server they cannot log in with a password.
+    """
+    import psycopg
+
+    with psycopg.connect(**server.conninfo("postgres")) as conn:
+        rows = conn.execute(
+            "SELECT rolname FROM pg_authid "
+            "WHERE rolname = ANY(%s) AND rolpassword IS NULL ORDER BY 1",
+            (list(names),),
+        ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
 def existing_databases(server: ScratchServer) -> set[str]:
     """Return the database names on the scratch server."""
     import psycopg

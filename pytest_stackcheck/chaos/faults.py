@@ -105,17 +105,17 @@ class ChaosSession:
 
     def inject(self, kind: FaultKind, service: str) -> Injection:
         """Make fault ``kind`` on ``service`` and return it once it took effect."""
-        pid = self.control.main_pid(service)
-        process = proc.ref(pid) if pid else None
+        process = self.control.process(service)
         if process is None:
             raise FaultNotApplied(
-                f"{kind.value} on {service}: the service does not run (pid "
-                f"{pid}), so the fault would prove nothing; start it first"
+                f"{kind.value} on {service}: the service does not run (no main "
+                "process), so the fault would prove nothing; start it first"
             )
+        pid = process.pid
         restarts = self.control.restart_count(service)
 
         if kind is FaultKind.PAUSE:
-            entry_id = self._register_resume(service, proc.tree(pid))
+            entry_id = self._register_resume(service, self.control.processes(service))
         else:
             entry_id = self._register_start(service, kind)
 
@@ -160,18 +160,21 @@ class ChaosSession:
             if self._took_effect(kind, service, process):
                 return
             time.sleep(VERIFY_INTERVAL_S)
+        state = self.control.process_state(process)
         raise FaultNotApplied(
             f"{kind.value} on {service}: pid {process.pid} still in state "
-            f"{process.state() or 'gone'!r} after {VERIFY_TIMEOUT_S} s, so the "
+            f"{state or 'gone'!r} after {VERIFY_TIMEOUT_S} s, so the "
             "fault did not take effect"
         )
 
     def _took_effect(self, kind: FaultKind, service: str, process: ProcessRef) -> bool:
+        state = self.control.process_state(process)
         if kind is FaultKind.PAUSE:
-            return process.state() == "T"
+            return state == "T"
+        gone = state in ("", "Z")
         if kind is FaultKind.STOP_START:
-            return not process.matches() and not self.control.is_running(service)
-        return not process.matches()
+            return gone and not self.control.is_running(service)
+        return gone
 
     def undo(self, injection: Injection) -> None:
         """Run the rollback of ``injection`` now (resume a pause, start a stop)."""
@@ -285,13 +288,16 @@ def _refs(entry: JournalEntry) -> list[ProcessRef]:
     return [ProcessRef(pid, ticks) for pid, ticks in entry.processes]
 
 
-def replay(journal: Journal) -> list[str]:
+def replay(journal: Journal, control: ServiceControl | None = None) -> list[str]:
     """Undo what an earlier, killed run left in ``journal``; return what was done.
 
-    A ``resume`` entry continues each listed process that still exists. A
-    ``start`` entry starts its service if its supervisord socket still exists; an
-    entry whose supervisord socket is gone belonged to a stack that no longer
-    exists and is dropped.
+    An entry with a supervisord socket belongs to a local stack: a ``resume``
+    entry continues each listed process that still exists on this machine,
+    and a ``start`` entry starts its service if the socket still exists; an
+    entry whose socket is gone belonged to a stack that no longer exists and
+    is dropped. An entry without a socket belongs to a stack that outlives
+    the run (systemd on a host): ``control``, the manager of that stack,
+    continues its processes and starts its service.
     """
     from pytest_stackcheck.control.supervisor import SupervisorControl
 
@@ -301,13 +307,17 @@ def replay(journal: Journal) -> list[str]:
             done.append(_clear_link(entry))
             journal.remove(entry.id)
             continue
+        manager: ServiceControl | None = control
+        if entry.socket:
+            manager = None
+            if Path(entry.socket).exists():
+                manager = SupervisorControl(Path(entry.socket))
         if entry.action == "resume":
-            for process in _refs(entry):
-                proc.send(process, signal.SIGCONT)
+            _continue(entry, control if not entry.socket else None)
             done.append(f"continued {entry.service} ({len(entry.processes)} pids)")
-        if entry.socket and Path(entry.socket).exists():
+        if manager is not None:
             try:
-                ensure_running(SupervisorControl(Path(entry.socket)), entry.service)
+                ensure_running(manager, entry.service)
                 done.append(f"started {entry.service}")
             except StackcheckError as exc:
                 log.warning("chaos journal: cannot start %s: %s", entry.service, exc)
@@ -315,6 +325,14 @@ def replay(journal: Journal) -> list[str]:
     for line in done:
         log.warning("chaos journal %s: %s left by an earlier run", journal.path, line)
     return done
+
+
+def _continue(entry: JournalEntry, control: ServiceControl | None) -> None:
+    if control is not None:
+        control.resume(_refs(entry))
+        return
+    for process in _refs(entry):
+        proc.send(process, signal.SIGCONT)
 
 
 def _clear_link(entry: JournalEntry) -> str:

@@ -3,7 +3,8 @@
 Each fault registers its rollback (clear the link's fault) in the session's
 journal first. After it is set, one protocol round trip through the link
 shows that it took effect: the reply is late by the latency, never comes
-(partition), or the connection is reset.
+(partition), or the connection is reset. Loss is random, so it takes up to
+``LOSS_PROBES`` round trips to see one stall for a retransmission.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ from pytest_stackcheck.errors import StackcheckError
 
 CONTROL_TIMEOUT_S = 5.0
 ROUND_TRIP_TIMEOUT_S = 1.0
+# At 10 % loss, 60 round trips all pass without a loss with a chance of
+# 0.9**60 (0.2 %) on NATS, which sends one chunk per round trip. The time
+# bound keeps a fault that stalls every round trip from running long.
+LOSS_PROBES = 60
+LOSS_PROBE_BUDGET_S = 20.0
 # PostgreSQL's SSLRequest: length 8 and code 80877103; the server replies
 # with one byte, 'S' or 'N', before any authentication.
 POSTGRES_SSL_REQUEST = struct.pack("!ii", 8, 80877103)
@@ -52,9 +58,13 @@ class ProxyControl:
             )
         return document
 
-    def set_fault(self, link: str, fault: str, latency_ms: int = 0) -> None:
+    def set_fault(
+        self, link: str, fault: str, latency_ms: int = 0, loss_percent: int = 0
+    ) -> None:
         """Set ``fault`` on ``link`` ('none' clears it)."""
-        self.request({"link": link, "fault": fault, "ms": latency_ms})
+        self.request(
+            {"link": link, "fault": fault, "ms": latency_ms, "percent": loss_percent}
+        )
 
     def links(self) -> dict[str, dict[str, Any]]:
         """Return every link with its port, target and fault."""
@@ -69,6 +79,7 @@ class NetworkInjection:
     link: str
     fault: str
     latency_ms: int
+    loss_percent: int
     at: float
     round_trip: str
     entry_id: str
@@ -97,6 +108,7 @@ def inject_network(
     link: str,
     fault: str,
     latency_ms: int = 0,
+    loss_percent: int = 0,
 ) -> NetworkInjection:
     """Set ``fault`` on ``link`` with its rollback registered, and verify it."""
     links = proxy.links()
@@ -112,9 +124,42 @@ def inject_network(
     session.register(entry, lambda: proxy.set_fault(link, "none"))
 
     at = time.monotonic()
-    proxy.set_fault(link, fault, latency_ms)
-    seen = _verify(link, port, fault, latency_ms)
-    return NetworkInjection(link, fault, latency_ms, at, seen, entry.id)
+    proxy.set_fault(link, fault, latency_ms, loss_percent)
+    if fault == "loss":
+        seen = _verify_loss(proxy, link, port)
+    else:
+        seen = _verify(link, port, fault, latency_ms)
+    return NetworkInjection(link, fault, latency_ms, loss_percent, at, seen, entry.id)
+
+
+def _verify_loss(proxy: ProxyControl, link: str, port: int) -> str:
+    """Return the first round trip that stalled for a retransmission timeout."""
+    from pytest_stackcheck.chaos.proxy import RTO_MS
+
+    deadline = time.monotonic() + LOSS_PROBE_BUDGET_S
+    slowest = 0.0
+    for count in range(1, LOSS_PROBES + 1):
+        if time.monotonic() > deadline:
+            break
+        try:
+            elapsed = round_trip(link, port)
+        except TimeoutError:
+            # Several losses in a row outlast the 1 s round trip timeout.
+            elapsed = ROUND_TRIP_TIMEOUT_S
+        except OSError as exc:
+            raise FaultNotApplied(f"loss on link {link}: {exc}") from exc
+        slowest = max(slowest, elapsed)
+        losses = int(proxy.links()[link].get("losses", 0))
+        if elapsed >= RTO_MS / 1000 and losses:
+            return (
+                f"round trip {count} stalled {elapsed * 1000:.0f} ms "
+                f"({losses} chunks lost so far)"
+            )
+    raise FaultNotApplied(
+        f"loss on link {link}: no round trip of {count} stalled for a "
+        f"retransmission timeout ({RTO_MS} ms); the slowest took "
+        f"{slowest * 1000:.0f} ms, so the fault did not take effect"
+    )
 
 
 def _verify(link: str, port: int, fault: str, latency_ms: int) -> str:

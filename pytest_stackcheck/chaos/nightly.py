@@ -59,10 +59,19 @@ class Schedule:
     failure: str = ""
 
 
-def choices(stack: LiveStack) -> list[tuple[FaultKind, str]]:
-    """Return every (fault, target) pair the schedule draws from."""
+def choices(
+    stack: LiveStack, controlled: list[str] | None = None
+) -> list[tuple[FaultKind, str]]:
+    """Return every (fault, target) pair the schedule draws from.
+
+    With ``controlled`` given, servers outside it (a systemd stack whose
+    profile names no unit for them) are left out.
+    """
+    servers = [
+        name for name in INFRASTRUCTURE if controlled is None or name in controlled
+    ]
     pairs = [(kind, name) for name in stack.profile.doc.services for kind in APP_FAULTS]
-    pairs += [(kind, name) for name in INFRASTRUCTURE for kind in INFRASTRUCTURE_FAULTS]
+    pairs += [(kind, name) for name in servers for kind in INFRASTRUCTURE_FAULTS]
     return pairs
 
 
@@ -106,7 +115,7 @@ def run_schedule(stack: LiveStack, session: ChaosSession, seed: int) -> Schedule
             super().__init__()
             examples[0] += 1
 
-        @rule(pair=strategies.sampled_from(choices(stack)))
+        @rule(pair=strategies.sampled_from(choices(stack, session.control.names())))
         def fault(self, pair: tuple[FaultKind, str]) -> None:
             # Hypothesis always runs the simplest example first, in which
             # every draw is the first choice, so only the second one acts.

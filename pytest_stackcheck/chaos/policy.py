@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_stackcheck.control.base import ServiceControl
 from pytest_stackcheck.errors import StackcheckError
 from pytest_stackcheck.profile import Profile
 
@@ -51,3 +52,23 @@ def refuse_selected_chaos(
         raise pytest.UsageError(reason)
     for item in chaos_items:
         item.add_marker(pytest.mark.skip(reason=reason))
+
+
+# The profile key that names the unit of each server under systemd.
+SERVER_UNIT_KEYS = {
+    "postgresql": "postgres.unit",
+    "nats": "nats.unit",
+    "nginx": "nginx.unit",
+}
+
+
+def require_controlled(control: ServiceControl, name: str) -> None:
+    """Skip the calling check when ``name`` is not under the stack's control."""
+    if name in control.names():
+        return
+    key = SERVER_UNIT_KEYS.get(name, f"services.{name}.unit")
+    pytest.skip(
+        f"{name} is not under chaos control (controlled: "
+        f"{', '.join(control.names())}): set {key} to its systemd unit in the "
+        "profile to run this check"
+    )

@@ -7,6 +7,11 @@ the control socket, one JSON object per line:
 
 - ``{"link": "postgresql", "fault": "latency", "ms": 200}`` delays every
   chunk forwarded in either direction by ``ms`` milliseconds;
+- ``{"link": ..., "fault": "loss", "percent": 10}`` loses that share of the
+  chunks forwarded in either direction, as TCP handles a lost segment: the
+  chunk arrives after a retransmission timeout (200 ms, Linux's minimum RTO),
+  and each retransmission is lost again with the same chance, the timeout
+  doubling each time;
 - ``{"link": ..., "fault": "partition"}`` stops forwarding: open connections
   stall and new ones are accepted but carry nothing;
 - ``{"link": ..., "fault": "reset"}`` closes every open connection with a TCP
@@ -15,8 +20,12 @@ the control socket, one JSON object per line:
   returns every link with its fault and open connections.
 
 A proxy rather than ``tc netem`` on the loopback device, because a qdisc on
-``lo`` would delay every process on the machine. Packet loss cannot be made
-by a proxy without breaking the TCP stream, so it is not offered.
+``lo`` would delay every process on the machine. A proxy cannot drop a packet
+of a TCP stream, so loss is made as what the endpoints of a lossy path see:
+the stream stalls for a retransmission timeout and then carries on. Fast
+retransmit on duplicate acks is not modelled: it needs later segments in
+flight, which a short request or reply rarely has, so the stalls model these
+services' exchanges fairly and are an upper bound for bulk transfers.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import socket
 import struct
 import sys
@@ -38,9 +48,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pytest_stackcheck.proxy")
 
-FAULTS = ("none", "latency", "partition", "reset")
+FAULTS = ("none", "latency", "loss", "partition", "reset")
 CHUNK_BYTES = 65536
 MAX_LATENCY_MS = 60_000
+MAX_LOSS_PERCENT = 50
+# Linux's minimum TCP retransmission timeout (TCP_RTO_MIN, 200 ms); each
+# further loss of the same segment doubles it. A segment lost this many times
+# in a row is delivered anyway, which bounds one stall at 200 ms * (2**6 - 1).
+RTO_MS = 200
+MAX_RETRANSMISSIONS = 6
 MAX_CONTROL_LINE = 4096
 
 
@@ -54,14 +70,19 @@ class Link:
     target_port: int
     fault: str = "none"
     latency_ms: int = 0
+    loss_percent: int = 0
+    losses: int = 0
+    rng: random.Random = field(default_factory=random.Random)
     resumed: asyncio.Event = field(default_factory=asyncio.Event)
     connections: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = field(
         default_factory=set
     )
 
-    def set_fault(self, fault: str, latency_ms: int) -> None:
+    def set_fault(self, fault: str, latency_ms: int, loss_percent: int = 0) -> None:
         self.fault = fault
         self.latency_ms = latency_ms if fault == "latency" else 0
+        self.loss_percent = loss_percent if fault == "loss" else 0
+        self.losses = 0
         if fault == "partition":
             self.resumed.clear()
         else:
@@ -78,8 +99,22 @@ class Link:
             "target": f"{self.target_host}:{self.target_port}",
             "fault": self.fault,
             "latency_ms": self.latency_ms,
+            "loss_percent": self.loss_percent,
+            "losses": self.losses,
             "connections": len(self.connections),
         }
+
+    def retransmission_delay_s(self) -> float:
+        """Return how long the next chunk waits for its retransmissions."""
+        delay_ms = 0
+        timeout_ms = RTO_MS
+        for _ in range(MAX_RETRANSMISSIONS):
+            if self.rng.randrange(100) >= self.loss_percent:
+                break
+            self.losses += 1
+            delay_ms += timeout_ms
+            timeout_ms *= 2
+        return delay_ms / 1000
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:
@@ -104,6 +139,8 @@ async def _pump(
             await link.resumed.wait()
             if link.latency_ms:
                 await asyncio.sleep(link.latency_ms / 1000)
+            if link.loss_percent:
+                await asyncio.sleep(link.retransmission_delay_s())
             writer.write(data)
             await writer.drain()
     except (ConnectionError, OSError):
@@ -164,14 +201,22 @@ def _apply(links: dict[str, Link], line: bytes) -> dict[str, object]:
     name = request.get("link")
     fault = request.get("fault")
     latency = request.get("ms", 0)
+    percent = request.get("percent", 0)
     if name not in links:
         return {"ok": False, "error": f"unknown link {name!r}; known: {sorted(links)}"}
     if fault not in FAULTS:
         return {"ok": False, "error": f"unknown fault {fault!r}; use one of {FAULTS}"}
     if not isinstance(latency, int) or not 0 <= latency <= MAX_LATENCY_MS:
         return {"ok": False, "error": f"ms = {latency!r}: use 0 to {MAX_LATENCY_MS}"}
-    links[name].set_fault(fault, latency)
-    log.info("link %s: fault %s (%d ms)", name, fault, latency)
+    if not isinstance(percent, int) or not 0 <= percent <= MAX_LOSS_PERCENT:
+        return {
+            "ok": False,
+            "error": f"percent = {percent!r}: use 0 to {MAX_LOSS_PERCENT}",
+        }
+    if fault == "loss" and percent == 0:
+        return {"ok": False, "error": "fault loss needs percent of 1 or more"}
+    links[name].set_fault(fault, latency, percent)
+    log.info("link %s: fault %s (%d ms, %d%% loss)", name, fault, latency, percent)
     return {"ok": True}
 
 

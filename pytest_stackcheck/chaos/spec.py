@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pytest_stackcheck.schema import spec
+from pytest_stackcheck.schema import SchemaError, spec
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +59,31 @@ class ChaosSpec:
         help="set the milliseconds of latency each direction of a link gets "
         "in the latency fault; services must stay healthy with it",
     )
+    network_loss_percent: int = spec(
+        10,
+        help="set the percent of chunks each direction of a link loses in "
+        "the loss fault (1 to 50); services must stay healthy with it",
+    )
     max_faults: int = spec(
         6, help="set how many faults one --chaos-seed schedule injects at most"
     )
+
+    def __post_init__(self) -> None:
+        """Check the network fault settings, raising SchemaError."""
+        if not 0 <= self.network_latency_ms <= 60_000:
+            raise SchemaError(
+                "chaos.network_latency_ms",
+                self.network_latency_ms,
+                "the latency is outside what the fault proxy accepts",
+                "use 0 to 60000",
+            )
+        if not 1 <= self.network_loss_percent <= 50:
+            raise SchemaError(
+                "chaos.network_loss_percent",
+                self.network_loss_percent,
+                "the loss is outside what the fault proxy accepts",
+                "use 1 to 50",
+            )
 
     def budget_s(self, service: str) -> float:
         """Return the recovery budget of ``service`` in seconds."""

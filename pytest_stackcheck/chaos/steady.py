@@ -19,7 +19,6 @@ from pytest_stackcheck.chaos.recovery import (
     PROBE_TIMEOUT_S,
     probes_for,
 )
-from pytest_stackcheck.control import proc
 from pytest_stackcheck.control.base import ServiceControl
 from pytest_stackcheck.errors import StackcheckError
 from pytest_stackcheck.provision.base import LiveStack
@@ -69,11 +68,7 @@ def read_steady_state(
     """Read every part of the steady state once."""
     names = control.names()
     not_running = [name for name in names if not control.is_running(name)]
-    paused: list[str] = []
-    for name in names:
-        pid = control.main_pid(name)
-        if pid and any(p.state() == "T" for p in proc.tree(pid)):
-            paused.append(name)
+    paused = [name for name in names if control.is_paused(name)]
     pending = [f"{e.action} {e.service}" for e in journal.entries()]
 
     targets = [*stack.profile.doc.services, *INFRASTRUCTURE]

@@ -1,9 +1,11 @@
 """The service control contract that chaos faults are made through.
 
 Each substrate implements it with its own manager: supervisord for the local
-stack (``supervisor.py``), systemd on hosts, the Kubernetes API for pods.
-Faults use only these methods, so a gate written against the local stack runs
-unchanged on a host whose profile allows chaos.
+stack (``supervisor.py``), systemd on this machine or on a host reached over
+ssh (``systemd.py``); the Kubernetes API for pods is not built. Faults use
+only these methods, and read process identity and state through them too
+(the processes may live on another host), so a gate written against the
+local stack runs unchanged on a host whose profile allows chaos.
 """
 
 from __future__ import annotations
@@ -42,6 +44,26 @@ class ServiceControl(Protocol):
 
     def restart_count(self, name: str) -> int:
         """Return how often the manager restarted ``name`` on its own."""
+        ...
+
+    def process(self, name: str) -> ProcessRef | None:
+        """Return the identity of the main process of ``name``, or None."""
+        ...
+
+    def processes(self, name: str) -> list[ProcessRef]:
+        """Return the main process of ``name`` and its descendants."""
+        ...
+
+    def process_state(self, process: ProcessRef) -> str:
+        """Return the one-letter state of ``process`` (R, S, T, Z), '' if gone."""
+        ...
+
+    def is_paused(self, name: str) -> bool:
+        """Return whether any process of ``name`` is stopped (state T)."""
+        ...
+
+    def describe(self, name: str) -> str:
+        """Return the manager's view of ``name`` in words, for a message."""
         ...
 
     def signal(self, name: str, signum: int) -> ProcessRef:

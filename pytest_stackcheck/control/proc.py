@@ -1,4 +1,4 @@
-"""Process identity on this machine, read from /proc.
+"""Process identity, read from /proc on this machine or from a host's /proc text.
 
 A pid alone is not an identity: after a restart the kernel may hand the same
 number to another process. ``ProcessRef`` pairs the pid with the process's
@@ -47,7 +47,59 @@ def _stat_fields(pid: int) -> list[str] | None:
         text = (PROC / str(pid) / "stat").read_text()
     except OSError:
         return None
-    return text.rsplit(")", 1)[1].split()
+    return parse_stat(text)[1]
+
+
+def parse_stat(line: str) -> tuple[int, list[str]]:
+    """Split one /proc/PID/stat line into the pid and the fields after the name.
+
+    The command name (field 2) is in parentheses and may itself hold spaces
+    and parentheses, so the fields are taken after its last ``)``.
+    """
+    head, _, rest = line.rpartition(")")
+    return int(head.split("(", 1)[0]), rest.split()
+
+
+def parse_table(text: str) -> dict[int, list[str]]:
+    """Map each pid to its stat fields, from many /proc/PID/stat lines.
+
+    This is how a host reached over ssh reports its processes: the output
+    of ``cat /proc/[0-9]*/stat``. Lines that do not parse are skipped.
+    """
+    table: dict[int, list[str]] = {}
+    for line in text.splitlines():
+        try:
+            pid, stat = parse_stat(line)
+        except ValueError:
+            continue
+        if len(stat) > 19:
+            table[pid] = stat
+    return table
+
+
+def state_in(table: dict[int, list[str]], process: ProcessRef) -> str:
+    """Return the state of ``process`` in ``table``, or '' when it is gone."""
+    stat = table.get(process.pid)
+    if stat is None or stat[19] != str(process.start_ticks):
+        return ""
+    return stat[0]
+
+
+def tree_in(table: dict[int, list[str]], pid: int) -> list[ProcessRef]:
+    """Return ``pid`` and its descendants in ``table``, parents first."""
+    children: dict[int, list[int]] = {}
+    for child, stat in table.items():
+        children.setdefault(int(stat[1]), []).append(child)
+
+    ordered: list[ProcessRef] = []
+    pending = [pid]
+    while pending and len(ordered) < 10_000:
+        current = pending.pop(0)
+        fields = table.get(current)
+        if fields is not None and fields[0] != "Z":
+            ordered.append(ProcessRef(current, int(fields[19])))
+        pending.extend(children.get(current, []))
+    return ordered
 
 
 def ref(pid: int) -> ProcessRef | None:
@@ -60,23 +112,14 @@ def ref(pid: int) -> ProcessRef | None:
 
 def tree(pid: int) -> list[ProcessRef]:
     """Return ``pid`` and all its descendants, parents before children."""
-    children: dict[int, list[int]] = {}
+    table: dict[int, list[str]] = {}
     for entry in PROC.iterdir():
         if not entry.name.isdigit():
             continue
         stat = _stat_fields(int(entry.name))
         if stat is not None:
-            children.setdefault(int(stat[1]), []).append(int(entry.name))
-
-    ordered: list[ProcessRef] = []
-    pending = [pid]
-    while pending and len(ordered) < 10_000:
-        current = pending.pop(0)
-        found = ref(current)
-        if found is not None:
-            ordered.append(found)
-        pending.extend(children.get(current, []))
-    return ordered
+            table[int(entry.name)] = stat
+    return tree_in(table, pid)
 
 
 def send(process: ProcessRef, signum: int) -> bool:

@@ -154,6 +154,29 @@ class SupervisorControl:
             last = event
         return count
 
+    def process(self, name: str) -> ProcessRef | None:
+        """Return the identity of the main process of ``name``, or None."""
+        pid = self.main_pid(name)
+        return proc.ref(pid) if pid else None
+
+    def processes(self, name: str) -> list[ProcessRef]:
+        """Return the main process of ``name`` and its descendants."""
+        pid = self.main_pid(name)
+        return proc.tree(pid) if pid else []
+
+    def process_state(self, process: ProcessRef) -> str:
+        """Return the one-letter state of ``process``, or '' when it is gone."""
+        return process.state()
+
+    def is_paused(self, name: str) -> bool:
+        """Return whether any process of ``name`` is stopped by SIGSTOP."""
+        return any(p.state() == "T" for p in self.processes(name))
+
+    def describe(self, name: str) -> str:
+        """Return supervisord's state of ``name`` and its last exit status."""
+        status = self.status(name)
+        return f"state {status.state}, exit status {status.exit_status}"
+
     def signal(self, name: str, signum: int) -> ProcessRef:
         """Send ``signum`` to the main pid of ``name`` directly, not via supervisord."""
         pid = self.main_pid(name)

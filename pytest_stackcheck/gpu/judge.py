@@ -47,6 +47,10 @@ THROTTLE_NAMES = {
 }
 THROTTLE_FAULTS = 0x8 | 0x20 | 0x40 | 0x80
 
+# CUresult codes from cuda.h that get their own fix.
+CUDA_ERROR_OUT_OF_MEMORY = 2
+CUDA_ERROR_NO_DEVICE = 100
+
 
 @dataclass(frozen=True, slots=True)
 class Presence:
@@ -142,6 +146,13 @@ def check_driver_consistency(host: HostReading) -> list[str]:
             )
         return problems
 
+    if error is not None:
+        # NVML started but a system-wide query failed, so no device was read.
+        problems.append(
+            f"NVML initialised but then failed: {error.render()}; "
+            f"{_init_fix(error.code, module)}"
+        )
+
     if module and nvml.driver_version and nvml.driver_version != module:
         problems.append(
             f"driver version mismatch: the kernel module is {module} but NVML "
@@ -189,7 +200,9 @@ def check_devices(host: HostReading, spec: GpuSpec) -> list[str]:
         if minimum and total is not None and total < minimum:
             problems.append(
                 f"{device.label} has {total // MIB} MiB of memory, below "
-                f"gpu.min_memory_mib = {spec.min_memory_mib}"
+                f"gpu.min_memory_mib = {spec.min_memory_mib}; models sized for "
+                "the expected GPU will not fit, so install one with that much "
+                "memory or lower gpu.min_memory_mib"
             )
         problems += _failed_readings(device, ("name", "memory_total_bytes"))
     return problems
@@ -309,13 +322,20 @@ def check_memory_errors(host: HostReading, spec: GpuSpec) -> list[str]:
                 "GPU or reboot"
             )
         problems += _failed_readings(
-            device, ("ecc_uncorrected_volatile", "retired_pages_pending")
+            device,
+            ("ecc_uncorrected_volatile", "retired_pages_pending", "remapping_failed"),
         )
     return problems
 
 
 def check_operating_state(host: HostReading, spec: GpuSpec) -> list[str]:
-    """Check persistence mode, hardware throttling and the PCIe link width."""
+    """Check persistence mode, hardware throttling and the PCIe link width.
+
+    The link generation is not judged: an idle GPU drops to a lower
+    generation to save power and raises it under load, so a low reading
+    here is normal. The copy bandwidth of the smoke test, taken under load,
+    is where a slow link shows (gpu.min_bandwidth_gib_s).
+    """
     problems: list[str] = []
     for device in _answering(host):
         if spec.persistence_expected and device.persistence_mode is not True:
@@ -329,14 +349,32 @@ def check_operating_state(host: HostReading, spec: GpuSpec) -> list[str]:
                 f"{device.label} is throttled for {', '.join(throttle_names(faults))}"
                 "; check cooling and the power supply"
             )
-        width = device.pcie_width
-        if spec.min_pcie_width and width is not None and width < spec.min_pcie_width:
-            problems.append(
-                f"{device.label} runs its PCIe link at x{width} (the card supports "
-                f"x{device.pcie_width_max}), below gpu.min_pcie_width = "
-                f"{spec.min_pcie_width}; reseat the card or check the slot"
-            )
+        problems += _narrow_link(device, spec)
+        problems += _failed_readings(
+            device, ("persistence_mode", "throttle_reasons", "pcie_width")
+        )
     return problems
+
+
+def _narrow_link(device: DeviceReading, spec: GpuSpec) -> list[str]:
+    # NVML's maximum width is the lower of the card's and the slot's, and the
+    # width (unlike the generation) stays as trained while the GPU idles, so
+    # a current width below it means the link trained narrower than it can.
+    width, widest = device.pcie_width, device.pcie_width_max
+    floor = spec.min_pcie_width or widest
+    if width is None or not floor or width >= floor:
+        return []
+    limit = (
+        f"gpu.min_pcie_width = {spec.min_pcie_width}"
+        if spec.min_pcie_width
+        else "the width the card and slot support"
+    )
+    return [
+        f"{device.label} runs its PCIe link at x{width} (the card supports "
+        f"x{widest}), below {limit}; the link trained narrow, as with a card "
+        "not fully seated or a damaged slot or riser: reseat the card, or set "
+        f"gpu.min_pcie_width = {width} if the slot is wired x{width}"
+    ]
 
 
 def throttle_names(mask: int) -> list[str]:
@@ -352,10 +390,25 @@ def _answering(host: HostReading) -> list[DeviceReading]:
     return [device for device in host.nvml.devices if "handle" not in device.errors]
 
 
-def check_uvm(host: HostReading) -> list[str]:
-    """Check that /dev/nvidia-uvm exists, without which CUDA cannot start."""
+def check_uvm(host: HostReading, smoke: SmokeResult | None = None) -> list[str]:
+    """Check that /dev/nvidia-uvm exists, without which CUDA cannot start.
+
+    ``smoke`` is the smoke test run after the probe. When it passed, libcuda
+    created the node on first use (through the setuid nvidia-modprobe), so
+    CUDA works on the host itself, but no process of the stack had used CUDA
+    yet and containers started before the node existed have none.
+    """
     if host.uvm_device:
         return []
+    if smoke is not None and smoke.ok:
+        return [
+            f"/dev/nvidia-uvm was missing on {host.hostname} when the probe "
+            "ran; the CUDA smoke test passed because libcuda created it on "
+            "first use, so no process of the stack had used CUDA yet, and a "
+            "container started before the node exists gets none and fails "
+            "with CUDA_ERROR_UNKNOWN (999); create it at boot with "
+            "nvidia-modprobe -u -c=0, or check that the GPU service started"
+        ]
     return [
         f"/dev/nvidia-uvm is missing on {host.hostname}: CUDA init fails "
         "(CUDA_ERROR_UNKNOWN, 999) although NVML works; load the module with "
@@ -400,14 +453,21 @@ def check_smoke(smoke: SmokeResult, spec: GpuSpec) -> list[str]:
 def _smoke_fix(smoke: SmokeResult) -> str:
     if smoke.failed_step == "load libcuda":
         return "install the NVIDIA driver's libcuda.so.1 or set gpu.libcuda"
+    if smoke.error_code == CUDA_ERROR_NO_DEVICE:
+        return (
+            "the CUDA driver sees no device although NVML lists one: check "
+            "CUDA_VISIBLE_DEVICES in the environment of the checks and the "
+            "permissions of /dev/nvidia0 and /dev/nvidiactl"
+        )
     if smoke.error_code == 999 or smoke.failed_step == "init":
         return (
             "check that /dev/nvidia-uvm exists (modprobe nvidia-uvm) and that the "
             "kernel module and libcuda versions match"
         )
-    if smoke.error_code == 2:
+    if smoke.error_code == CUDA_ERROR_OUT_OF_MEMORY:
         return (
-            "free GPU memory (nvidia-smi lists its users) or lower gpu.smoke_alloc_mib"
+            "the GPU is out of memory, as when another process holds it: free "
+            "GPU memory (nvidia-smi lists its users) or lower gpu.smoke_alloc_mib"
         )
     if smoke.failed_step in ("copy", "kernel"):
         return "the GPU returns wrong data; drain it and check its memory errors"

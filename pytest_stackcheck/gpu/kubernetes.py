@@ -225,10 +225,21 @@ def check_allocatable(nodes: list[NodeGpus], count: int, selector: str) -> list[
         f"{node.node} (allocatable {node.allocatable}, capacity {node.capacity})"
         for node in nodes
     )
+    if any(node.capacity > node.allocatable for node in nodes):
+        # The device plugin keeps an unhealthy GPU in capacity but takes it
+        # out of allocatable, which it does after an Xid error, for example.
+        cause = (
+            "the NVIDIA device plugin found the GPU but marked it unhealthy: "
+            "check its logs and the node's kernel log for Xid errors"
+        )
+    else:
+        cause = (
+            "the NVIDIA device plugin is not running or found no GPU: check its "
+            "daemonset pods and their logs"
+        )
     return [
         f"nodes {where} advertise {total} allocatable {GPU_RESOURCE}, expected at "
-        f"least {max(count, 1)}: {listed}; the NVIDIA device plugin is not running "
-        "or found no GPU: check its daemonset pods and their logs"
+        f"least {max(count, 1)}: {listed}; {cause}"
     ]
 
 

@@ -8,18 +8,13 @@ host without nvidia-ml-py gets the local copy of ``pynvml`` sent along.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import logging
 import os
 import shlex
-import signal
-import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from pytest_stackcheck.errors import ProbeError
 from pytest_stackcheck.gpu.readings import (
@@ -29,6 +24,13 @@ from pytest_stackcheck.gpu.readings import (
     parse_smoke,
 )
 from pytest_stackcheck.gpu.settings import GpuSpec
+from pytest_stackcheck.probes.hostexec import (
+    KILL_GRACE_S,
+    HostTarget,
+    parse_target,
+    run_bounded,
+    ssh_command,
+)
 
 log = logging.getLogger("pytest_stackcheck")
 
@@ -40,55 +42,14 @@ SMOKE_SCRIPT = HERE / "cuda_smoke.py"
 # stand-in tests; unset in production.
 ENV_SYSROOT = "STACKCHECK_GPU_SYSROOT"
 NIXOS_DRIVER_DIR = "/run/opengl-driver/lib"
-SSH_CONNECT_TIMEOUT_S = 10
-KILL_GRACE_S = 5
 OUTPUT_TAIL_CHARS = 2000
-SSH_SCHEMES = ("ssh", "paramiko")
 
 
-@dataclass(frozen=True, slots=True)
-class GpuTarget:
-    """The machine the GPU scripts run on: this one, or a host reached over ssh."""
-
-    host: str = ""
-    user: str = ""
-    port: int | None = None
-
-    @property
-    def is_local(self) -> bool:
-        return not self.host
-
-    @property
-    def label(self) -> str:
-        """Name the target in messages."""
-        if self.is_local:
-            return "this machine"
-        user = f"{self.user}@" if self.user else ""
-        port = f":{self.port}" if self.port else ""
-        return f"{user}{self.host}{port}"
+# The GPU scripts run where every host check runs; the target is shared.
+GpuTarget = HostTarget
 
 
-def parse_target(connection: str) -> GpuTarget:
-    """Turn a testinfra connection string into a GpuTarget, or raise ProbeError."""
-    if not connection or connection.startswith("local://"):
-        return GpuTarget()
-
-    parts = urlsplit(connection)
-    if parts.scheme not in SSH_SCHEMES or not parts.hostname:
-        # NOTE: docker://, kubectl:// and the other testinfra backends are not
-        # supported for GPU checks; only ssh and this machine are.
-        raise ProbeError(
-            f"stack.host = {connection!r}: the GPU checks reach a host only over "
-            "ssh; write it as 'ssh://user@host' or 'ssh://user@host:port', or "
-            "leave it empty to check this machine"
-        )
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise ProbeError(
-            f"stack.host = {connection!r}: invalid port ({exc}); use 1 to 65535"
-        ) from exc
-    return GpuTarget(host=parts.hostname, user=parts.username or "", port=port)
+__all__ = ["GpuTarget", "parse_target", "probe_host", "run_script", "smoke_test"]
 
 
 def probe_host(target: GpuTarget, spec: GpuSpec) -> HostReading:
@@ -142,15 +103,20 @@ def run_script(
 
     what = f"{script.name} on {target.label}"
     log.info("running %s (timeout %.0f s)", what, timeout_s)
-    stdout, stderr, returncode = _run_bounded(
-        command, stdin, environment, timeout_s, what
+    finished = run_bounded(
+        command,
+        stdin,
+        environment,
+        timeout_s,
+        what,
+        hang_hint="the GPU or its driver is hanging",
     )
 
-    lines = [line for line in stdout.splitlines() if line.strip()]
-    tail = stderr.strip()[-OUTPUT_TAIL_CHARS:]
-    if returncode != 0 or not lines:
+    lines = [line for line in finished.stdout.splitlines() if line.strip()]
+    tail = finished.stderr.strip()[-OUTPUT_TAIL_CHARS:]
+    if finished.returncode != 0 or not lines:
         raise ProbeError(
-            f"{what} exited with status {returncode} and printed no report; "
+            f"{what} exited with status {finished.returncode} and printed no report; "
             f"its error output: {tail or '(empty)'}"
         )
     try:
@@ -161,49 +127,6 @@ def run_script(
             f"{lines[-1][:200]!r}; its error output: {tail or '(empty)'}"
         ) from exc
     return result
-
-
-def _run_bounded(
-    command: list[str],
-    stdin: str | None,
-    environment: dict[str, str] | None,
-    timeout_s: float,
-    what: str,
-) -> tuple[str, str, int]:
-    """Run ``command`` in its own process group, killing the group on timeout."""
-    try:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=environment,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        raise ProbeError(
-            f"cannot start {command[0]!r} ({exc}); install it on this machine"
-        ) from exc
-
-    try:
-        stdout, stderr = process.communicate(stdin, timeout=timeout_s)
-    except subprocess.TimeoutExpired as exc:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        try:
-            _, stderr = process.communicate(timeout=KILL_GRACE_S)
-        except subprocess.TimeoutExpired:
-            # A process stuck in the driver (state D) ignores SIGKILL; it is
-            # left behind rather than blocking the run.
-            stderr = "(no output: the process did not exit after SIGKILL)"
-        log.error("%s timed out after %.0f s and was killed", what, timeout_s)
-        shown = (stderr or "").strip()[-500:] or "(empty)"
-        raise ProbeError(
-            f"{what} did not finish within {timeout_s:.0f} s and was killed: the "
-            f"GPU or its driver is hanging; error output: {shown}"
-        ) from exc
-    return stdout, stderr, process.returncode
 
 
 def _with_driver_path(environment: dict[str, str]) -> dict[str, str]:
@@ -229,17 +152,7 @@ def _ssh_command(
         f"exec timeout -k {KILL_GRACE_S} {int(timeout_s)} "
         + shlex.join([python, "-", *arguments])
     )
-    command = [
-        "ssh",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        f"ConnectTimeout={SSH_CONNECT_TIMEOUT_S}",
-    ]
-    if target.port:
-        command += ["-p", str(target.port)]
-    destination = f"{target.user}@{target.host}" if target.user else target.host
-    return [*command, destination, shlex.join(["sh", "-c", remote])]
+    return ssh_command(target, shlex.join(["sh", "-c", remote]))
 
 
 def _remote_program(script: Path, bundle_pynvml: bool) -> str:

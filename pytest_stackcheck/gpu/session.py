@@ -33,6 +33,8 @@ class GpuSession:
     def __init__(self, stack: LiveStack) -> None:
         self.spec: GpuSpec = stack.profile.doc.gpu
         self.connection = stack.profile.doc.stack.host
+        ssh_config = stack.profile.doc.stack.ssh_config
+        self.ssh_config = str(stack.profile.resolve(ssh_config)) if ssh_config else ""
         self._target: GpuTarget | None = None
         self._reading: HostReading | None = None
         self._error = ""
@@ -44,7 +46,7 @@ class GpuSession:
         """Return where the scripts run, failing the check on a bad stack.host."""
         if self._target is None:
             try:
-                self._target = parse_target(self.connection)
+                self._target = parse_target(self.connection, self.ssh_config)
             except ProbeError as exc:
                 pytest.fail(str(exc), pytrace=False)
         return self._target
@@ -89,8 +91,8 @@ class GpuSession:
             )
         return nvml.devices
 
-    def smoke(self, device_index: int) -> SmokeResult:
-        """Run the CUDA smoke test on one device once, failing the check on error."""
+    def smoke_outcome(self, device_index: int) -> SmokeResult | str:
+        """Run the smoke test on one device once; a str says why it gave no report."""
         if device_index not in self._smokes:
             try:
                 result: SmokeResult | str = smoke_test(
@@ -99,7 +101,11 @@ class GpuSession:
             except ProbeError as exc:
                 result = str(exc)
             self._smokes[device_index] = result
-        outcome = self._smokes[device_index]
+        return self._smokes[device_index]
+
+    def smoke(self, device_index: int) -> SmokeResult:
+        """Run the CUDA smoke test on one device once, failing the check on error."""
+        outcome = self.smoke_outcome(device_index)
         if isinstance(outcome, str):
             pytest.fail(
                 f"CUDA smoke test on GPU {device_index} did not report: {outcome}",

@@ -131,7 +131,9 @@ class GpuSpec:
         False, help="set persistence_expected = true if persistence mode must be on"
     )
     min_pcie_width: int = spec(
-        0, help="set the lowest acceptable PCIe link width (16 for x16), or 0"
+        0,
+        help="set the lowest acceptable PCIe link width (8 for x8), or 0 to "
+        "require the widest link the card and slot support",
     )
     fatal_xids: tuple[int, ...] = spec(
         DEFAULT_FATAL_XIDS,

@@ -2,9 +2,9 @@
 
 ``/proc/net/tcp`` and ``/proc/net/tcp6`` list every TCP socket of the host's
 network namespace, of every user, so the check needs no privileges and no
-``ss`` binary. A socket bound to a wildcard or a routable address is reachable
-from other hosts, unless a firewall drops the traffic, which this probe
-cannot see.
+``ss`` binary. On a remote ``stack.host`` the same tables are read over ssh.
+A socket bound to a wildcard or a routable address is reachable from other
+hosts, unless a firewall drops the traffic, which this probe cannot see.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from pytest_stackcheck.probes.hostexec import HostRunner, runner_for
 
 if TYPE_CHECKING:
     from pytest_stackcheck.provision.base import LiveStack
@@ -53,18 +55,36 @@ def _decode_address(text: str) -> str:
 
 def listening_sockets(tables: tuple[Path, ...] = PROC_TABLES) -> dict[int, set[str]]:
     """Return every listening TCP port of this host with its bound addresses."""
-    found: dict[int, set[str]] = {}
+    texts: list[str] = []
     for table in tables:
         try:
-            lines = table.read_text(encoding="ascii").splitlines()[1:]
+            texts.append(table.read_text(encoding="ascii"))
         except OSError:
             continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) < 4 or fields[3] != LISTEN_STATE:
-                continue
-            address, port = fields[1].split(":")
-            found.setdefault(int(port, 16), set()).add(_decode_address(address))
+    return parse_tables("\n".join(texts))
+
+
+def remote_listening_sockets(runner: HostRunner) -> dict[int, set[str]]:
+    """Return every listening TCP port of the runner's host.
+
+    NOTE: the addresses are decoded in this machine's byte order; a host of
+    the other endianness would show reversed addresses.
+    """
+    argv = ["cat", *(str(table) for table in PROC_TABLES)]
+    # cat exits 1 when a host without IPv6 has no tcp6 table; the other
+    # table's lines still arrive.
+    return parse_tables(runner.run(argv, ok_codes=(0, 1)).stdout)
+
+
+def parse_tables(text: str) -> dict[int, set[str]]:
+    """Return the listening ports of ``/proc/net/tcp``-format text."""
+    found: dict[int, set[str]] = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 4 or fields[3] != LISTEN_STATE or ":" not in fields[1]:
+            continue
+        address, port = fields[1].split(":")
+        found.setdefault(int(port, 16), set()).add(_decode_address(address))
     return found
 
 
@@ -85,11 +105,14 @@ def component_ports(stack: LiveStack) -> dict[str, list[int]]:
 
 
 def listeners(stack: LiveStack) -> list[Listener]:
-    """Return each component port with the addresses it listens on here.
+    """Return each component port with the addresses it listens on its host.
 
     A port with no listening socket gets an empty address tuple.
     """
-    sockets = listening_sockets()
+    if stack.profile.doc.stack.host:
+        sockets = remote_listening_sockets(runner_for(stack.profile))
+    else:
+        sockets = listening_sockets()
     return [
         Listener(component, port, tuple(sorted(sockets.get(port, ()))))
         for component, ports in component_ports(stack).items()

@@ -1,17 +1,19 @@
 """Host-side probes: process state, restart policy and logs of each service.
 
-A local stack answers through its supervisord; a deployed stack on this
-machine answers through systemd (``systemctl`` and ``journalctl``).
+A local stack answers through its supervisord; a deployed stack answers
+through systemd (``systemctl`` and ``journalctl``), on this machine or on
+``stack.host`` over ssh (``hostexec``).
 """
 
 from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from pytest_stackcheck.probes.hostexec import HostRunner, runner_for
 
 if TYPE_CHECKING:
     from pytest_stackcheck.provision.base import LiveStack
@@ -36,19 +38,29 @@ class LogFinding:
     line: str
 
 
+# systemctl is-active exits 3 for an inactive or failed unit and 4 for an
+# unknown one; its output says which.
+IS_ACTIVE_CODES = (0, 1, 2, 3, 4)
+
+
 class NoServiceManager(Exception):
-    """Neither a local supervisord nor systemd on this machine is reachable."""
+    """Neither a local supervisord nor systemd on the stack's host is there."""
 
 
 def manager_of(stack: LiveStack) -> str:
-    """Return 'supervisor' or 'systemd', or raise NoServiceManager."""
+    """Return 'supervisor' or 'systemd', or raise NoServiceManager.
+
+    A stack on another host (``stack.host``) is taken to run systemd; when
+    it cannot be reached, the checks fail with the ssh error instead of
+    skipping.
+    """
     if stack.supervisor_socket is not None:
         return "supervisor"
-    if not stack.profile.doc.stack.host and shutil.which("systemctl"):
+    if stack.profile.doc.stack.host or shutil.which("systemctl"):
         return "systemd"
     raise NoServiceManager(
-        "no service manager reachable: the stack has no supervisord and its "
-        "host is not this machine with systemd"
+        "no service manager reachable: the stack has no supervisord, "
+        "stack.host is empty and this machine has no systemctl"
     )
 
 
@@ -67,15 +79,11 @@ def process_states(stack: LiveStack) -> dict[str, str]:
         control = SupervisorControl(stack.supervisor_socket)
         return {status.name: status.state for status in control.statuses()}
 
+    runner = runner_for(stack.profile)
     states: dict[str, str] = {}
     for name in stack.profile.doc.services:
         unit = unit_of(stack, name)
-        result = subprocess.run(
-            ["systemctl", "is-active", unit],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = runner.run(["systemctl", "is-active", unit], ok_codes=IS_ACTIVE_CODES)
         states[name] = result.stdout.strip().upper() or "UNKNOWN"
     return states
 
@@ -91,7 +99,21 @@ def restart_policy(stack: LiveStack, name: str) -> str:
         config = control.configs(stack.workdir / "supervisord.conf")[name]
         return _supervisor_policy(config.autorestart)
 
-    return _systemctl_show(unit_of(stack, name), "Restart") or "unknown"
+    runner = runner_for(stack.profile)
+    return systemctl_show(runner, unit_of(stack, name), "Restart") or "unknown"
+
+
+def restart_prevented(stack: LiveStack, name: str) -> str:
+    """Return the exit statuses and signals after which no restart happens.
+
+    systemd applies RestartPreventExitStatus= whatever the Restart= setting,
+    so a unit with Restart=always and RestartPreventExitStatus=0 stays down
+    after a clean exit. supervisord has no such setting, so it returns ''.
+    """
+    if manager_of(stack) == "supervisor":
+        return ""
+    runner = runner_for(stack.profile)
+    return systemctl_show(runner, unit_of(stack, name), "RestartPreventExitStatus")
 
 
 def _supervisor_policy(autorestart: str) -> str:
@@ -138,8 +160,9 @@ def error_lines(
             ]
         return counts, findings[:limit]
 
+    runner = runner_for(stack.profile)
     for name in stack.profile.doc.services:
-        lines = _journal_since_start(unit_of(stack, name), stack.started_at)
+        lines = _journal_since_start(runner, unit_of(stack, name), stack.started_at)
         counts[name] = len(lines)
         findings += [
             LogFinding(name, line) for line in lines if ERROR_LINE.search(line)
@@ -147,17 +170,21 @@ def error_lines(
     return counts, findings[:limit]
 
 
-def _systemctl_show(unit: str, prop: str) -> str:
-    result = subprocess.run(
-        ["systemctl", "show", f"--property={prop}", "--value", unit],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return result.stdout.strip()
+def journal_lines(stack: LiveStack, name: str) -> list[str]:
+    """Return the journal lines of service ``name``'s current run."""
+    runner = runner_for(stack.profile)
+    return _journal_since_start(runner, unit_of(stack, name), stack.started_at)
 
 
-def _journal_since_start(unit: str, fallback_since: float) -> list[str]:
+def systemctl_show(runner: HostRunner, unit: str, prop: str) -> str:
+    """Return one property of ``unit``, such as Restart or MainPID."""
+    argv = ["systemctl", "show", f"--property={prop}", "--value", unit]
+    return runner.run(argv).stdout.strip()
+
+
+def _journal_since_start(
+    runner: HostRunner, unit: str, fallback_since: float
+) -> list[str]:
     """Return the journal lines of the unit's current run.
 
     A deploy restarts each unit, so "since start" means the unit's current
@@ -165,16 +192,15 @@ def _journal_since_start(unit: str, fallback_since: float) -> list[str]:
     start of this pytest run, which for a quiet service would be no lines.
     Without an invocation ID the run's own start time is the bound.
     """
-    invocation = _systemctl_show(unit, "InvocationID")
+    invocation = systemctl_show(runner, unit, "InvocationID")
     selector = (
         [f"_SYSTEMD_INVOCATION_ID={invocation}"]
         if invocation
         else ["--unit", unit, "--since", f"@{int(fallback_since)}"]
     )
-    result = subprocess.run(
-        ["journalctl", *selector, "--no-pager", "--output=cat"],
-        capture_output=True,
-        text=True,
-        check=False,
+    # journalctl exits 1 when the filter matches no entry on some versions;
+    # an empty journal is judged by the caller (no lines captured).
+    result = runner.run(
+        ["journalctl", *selector, "--no-pager", "--output=cat"], ok_codes=(0, 1)
     )
     return result.stdout.splitlines()

@@ -169,6 +169,10 @@ class LocalProvisioner:
         local_postgres.make_data_dir(
             Path(binaries["pg_bindir"]), layout.pgdata, user, profile.doc.postgres
         )
+        if doc.postgres.hba:
+            hba = layout.pgdata / "pg_hba.conf"
+            shutil.copyfile(profile.resolve(doc.postgres.hba), hba)
+            _give(hba, user)
         render_configs(profile, doc, layout)
         config = supervisor_config(doc, layout, binaries, secrets, user)
         descriptor = os.open(
@@ -286,9 +290,15 @@ def _give(path: Path, user: str | None) -> None:
 
 
 def _generate_secrets(profile: Profile) -> dict[str, str]:
+    # A secret set in the environment is used as it is, because the checks
+    # read the environment first (LiveStack.secret); only unset ones are made.
     names = [profile.doc.postgres.password_env]
     names += [service.token_env for service in profile.doc.services.values()]
-    return {name: secrets_module.token_urlsafe(24) for name in names if name}
+    return {
+        name: os.environ.get(name) or secrets_module.token_urlsafe(24)
+        for name in names
+        if name
+    }
 
 
 def _tls_settings(

@@ -69,6 +69,14 @@ def test_jetstream_enabled(stack, evidence):
         )
         require(waited, f"{url} returns 200", lambda r: f"{r.status_code} {r.text!r}")
         varz = nats.monitor(client, stack.nats_monitor_url, "/varz")
+        # Plain /healthz also checks that JetStream serves (a meta leader,
+        # streams caught up), while js-enabled-only checks only that it is on.
+        serving = wait_until(
+            lambda: client.get(f"{stack.nats_monitor_url}/healthz"),
+            lambda r: r.status_code == 200,
+            timeouts.check_s,
+            timeouts.poll_s,
+        )
 
     config = varz.get("jetstream", {}).get("config", {})
     evidence.version("nats-server", str(varz.get("version", "unknown")))
@@ -80,6 +88,11 @@ def test_jetstream_enabled(stack, evidence):
         f"/varz has no jetstream.config, so JetStream is off "
         f"({varz.get('jetstream')!r}); add a jetstream {{ store_dir: ... }} block "
         "to nats.conf"
+    )
+    require(
+        serving,
+        f"{stack.nats_monitor_url}/healthz returns 200 (JetStream serving)",
+        lambda r: f"{r.status_code} {r.text!r}",
     )
 
 

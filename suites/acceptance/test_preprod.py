@@ -2,7 +2,8 @@
 
 These checks read configuration and schema state: migrations, restart
 policy, database ownership and extensions. Route wiring lives in
-``test_routes.py`` and counts for this gate too.
+``test_routes.py`` and NATS configuration in ``test_nats_config.py``; both
+count for this gate too.
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ import pytest
 
 from pytest_stackcheck.probes import host
 from pytest_stackcheck.probes.wait import require, wait_until
+
+# App services must come back from every death, a clean exit included: only
+# systemd's Restart=always (supervisord's autorestart=true) does that.
+RESTART_REQUIRED = "always"
 
 
 def _query(stack, database: str, sql: str, params: tuple[object, ...] = ()):
@@ -99,14 +104,38 @@ def test_restart_policy(stack, evidence, service_name):
     except host.NoServiceManager as exc:
         pytest.skip(str(exc))
 
-    expected = stack.profile.doc.services[service_name].restart
+    declared = stack.profile.doc.services[service_name].restart
     actual = host.restart_policy(stack, service_name)
     evidence.record(f"{service_name}.restart", actual)
-    assert actual != "no", (
-        f"service {service_name} is not restarted when it dies (restart policy "
-        f"{actual!r}); set Restart=always"
+    evidence.record(f"{service_name}.restart_declared", declared)
+    assert actual == RESTART_REQUIRED, (
+        f"service {service_name}: restart policy {actual!r}, expected "
+        f"{RESTART_REQUIRED!r} (the profile declares restart = {declared!r}): "
+        + _left_down(actual)
+        + f"; set Restart=always in the unit and restart = 'always' for "
+        f"services.{service_name} in the profile"
     )
-    assert actual == expected, (
+    assert actual == declared, (
         f"service {service_name}: restart policy {actual!r}, but the profile declares "
-        f"restart = {expected!r}"
+        f"restart = {declared!r}"
     )
+
+    prevented = host.restart_prevented(stack, service_name)
+    evidence.record(f"{service_name}.restart_prevented", prevented or "none")
+    assert not prevented, (
+        f"service {service_name}: RestartPreventExitStatus={prevented}, expected "
+        "none: systemd restarts the unit after none of these exit statuses or "
+        "signals, whatever the Restart= setting, so it stays down after them; "
+        "remove RestartPreventExitStatus= from the unit"
+    )
+
+
+def _left_down(policy: str) -> str:
+    if policy == "on-failure":
+        return (
+            "a service that exits with status 0 or dies of an unhandled SIGTERM "
+            "counts as cleanly stopped and stays down"
+        )
+    if policy == "no":
+        return "a service that dies for any reason stays down"
+    return "the manager does not restart the service after every kind of death"

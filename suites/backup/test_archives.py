@@ -34,23 +34,39 @@ def _names(stack) -> list[tuple[str, str, str]]:
     return entries
 
 
-def _seed(stack, source_dir, sandbox, ages_days: list[float]) -> dict[str, int]:
-    """Copy the newest good archive of each kind into ``sandbox`` at each age."""
+def _seed(
+    stack, source_dir, sandbox, ages_days: list[float]
+) -> dict[str, dict[str, float]]:
+    """Copy the newest good archive of each kind into ``sandbox`` at each age.
+
+    Returns the copies' names and ages in days, per kind.
+    """
     now = time.time()
-    seeded: dict[str, int] = {}
+    seeded: dict[str, dict[str, float]] = {}
     for label, pattern, trailer in _names(stack):
         newest = archives.newest_good(
             archives.find_archives(source_dir, pattern, trailer)
         )
         if newest is None:
             pytest.fail(f"no good {label} archive to seed the sandbox from")
+        copies: dict[str, float] = {}
         try:
             for age in ages_days:
-                archives.aged_copy(newest.path, sandbox, age, now)
+                copies[archives.aged_copy(newest.path, sandbox, age, now).name] = age
         except ValueError as exc:
             pytest.skip(f"cannot seed aged archives: {exc}")
-        seeded[label] = len(ages_days)
+        seeded[label] = copies
     return seeded
+
+
+def _verified(directory, names) -> list[str]:
+    """Return which of the files ``names`` verify as a database or globals dump."""
+    return [
+        name
+        for name in names
+        if not archives.verify(directory / name, archives.DATABASE_TRAILER)
+        or not archives.verify(directory / name, archives.CLUSTER_TRAILER)
+    ]
 
 
 @pytest.mark.gate("backup", item="every stored archive verifies")
@@ -69,6 +85,22 @@ def test_archives_intact(stack, backup_target, backup_run, evidence):
     assert not leftovers, f"temporary files in {backup_target.archive_dir}: {leftovers}"
 
 
+@pytest.mark.gate("backup", item="archives readable only by their owner and group")
+def test_archives_private(stack, backup_target, backup_run, evidence):
+    names: list[str] = []
+    for _, pattern, trailer in _names(stack):
+        found = archives.find_archives(backup_target.archive_dir, pattern, trailer)
+        names += [archive.name for archive in found]
+    evidence.record("archives.checked", len(names))
+
+    problems = archives.open_modes(backup_target.archive_dir, names)
+    shown = "\n".join(f"  {problem}" for problem in problems)
+    assert not problems, (
+        f"archives in {backup_target.archive_dir} are open to every user on the "
+        f"host; they contain every row and the roles' password hashes:\n{shown}"
+    )
+
+
 @pytest.mark.gate("backup", item="retention window applied")
 def test_retention_applied(stack, backup_target, backup_run, evidence):
     assert backup_run.ok, "the backup job failed, so it applied no retention"
@@ -79,8 +111,9 @@ def test_retention_applied(stack, backup_target, backup_run, evidence):
         evidence.record(f"{label}.good_archives", finding.kept_good)
         evidence.record(f"{label}.oldest_good_age", finding.oldest_good_days, "days")
         assert not finding.expired, (
-            f"{label}: archives older than backup.retention_days = {days} remain "
-            f"after a successful run: {list(finding.expired)}"
+            f"{label}: archives older than backup.retention_days = {days} plus "
+            f"{archives.RETENTION_GRACE_DAYS:g} day remain after a successful "
+            f"run: {list(finding.expired)}"
         )
 
 
@@ -88,8 +121,12 @@ def test_retention_applied(stack, backup_target, backup_run, evidence):
 def test_retention_policy(stack, backup_target, backup_run, sandbox_dir, evidence):
     assert backup_run.ok, "the backup job failed, so there is nothing to seed"
     days = stack.profile.doc.backup.retention_days
+    # One archive a day, and a second one on each day inside the window, as
+    # after manual runs. A job that keeps the newest N archives instead of N
+    # days then deletes archives that are still inside the window.
     ages = [age + 0.5 for age in range(days + 3)]
-    _seed(stack, backup_target.archive_dir, sandbox_dir, ages)
+    ages += [age + 0.25 for age in range(days)]
+    seeded = _seed(stack, backup_target.archive_dir, sandbox_dir, ages)
 
     run = job.run_job(backup_target.elsewhere(sandbox_dir))
     assert run.ok, (
@@ -103,10 +140,20 @@ def test_retention_policy(stack, backup_target, backup_run, sandbox_dir, evidenc
         evidence.record(f"{label}.kept", len(good))
         finding = archives.judge_retention(found, days)
         assert not finding.expired, (
-            f"{label}: archives older than {days} days were kept: "
+            f"{label}: archives older than {days} days plus "
+            f"{archives.RETENTION_GRACE_DAYS:g} day were kept: "
             f"{list(finding.expired)}"
         )
-        assert len(good) == expected_kept + 1, (
+        young = {name for name, age in seeded[label].items() if age < days}
+        deleted = sorted(young - job.list_files(sandbox_dir))
+        assert not deleted, (
+            f"{label}: the job deleted {len(deleted)} archive(s) younger than "
+            f"backup.retention_days = {days}: {deleted}; rotate by age (as find "
+            "-mtime does), not by keeping a count of files, because extra runs "
+            "then push archives out of the window early"
+        )
+        # Archives within the grace day may go or stay.
+        assert len(good) >= expected_kept + 1, (
             f"{label}: expected the {expected_kept} archives younger than {days} "
             f"days plus the new one, found {len(good)}: {[a.name for a in found]}"
         )
@@ -129,6 +176,15 @@ def test_failing_job_keeps_backups(
     for attempt in range(1, FAILING_RUNS + 1):
         run = job.run_job(failing)
         evidence.record(f"failing_run_{attempt}.exit_status", run.exit_status)
+        written = _verified(sandbox_dir, run.new_files) if run.ok else []
+        assert not written, (
+            f"run {attempt} of the job was aimed at a closed port (PGHOST="
+            f"127.0.0.1, PGPORT={closed_port}) yet wrote verified archives "
+            f"{written}: the job ignores PGHOST and PGPORT and connects to a "
+            "server of its own choosing, so the gate can neither aim it at the "
+            "profile's server nor see it fail; take the server from the libpq "
+            "variables"
+        )
         assert not run.ok, (
             f"run {attempt} of the job against a closed port (127.0.0.1:"
             f"{closed_port}) exited 0; a failed dump must fail the job. Its "

@@ -13,7 +13,7 @@ import fnmatch
 
 import pytest
 
-from pytest_stackcheck.backup import archives
+from pytest_stackcheck.backup import archives, restore
 from pytest_stackcheck.backup.restore import RestoreFailed
 from pytest_stackcheck.backup.roundtrip import missing_extensions, round_trip
 
@@ -44,6 +44,12 @@ def test_backup_job_succeeds(stack, backup_target, backup_run, evidence):
             assert not problem, f"new archive {path} is not good: {problem}"
             evidence.record(f"{database}.archive_size", path.stat().st_size, "bytes")
 
+    for name in backup_run.new_files:
+        problem = archives.stamp_problem(
+            name, backup_run.started_at, backup_run.finished_at
+        )
+        assert not problem, problem
+
     leftovers = archives.leftover_files(backup_target.archive_dir)
     assert not leftovers, (
         f"the job left temporary files in {backup_target.archive_dir}: {leftovers}"
@@ -58,12 +64,23 @@ def test_globals_restore_roles(stack, restore_server, evidence):
     owners = {stack.profile.doc.postgres.owner}
     for database in stack.profile.doc.postgres.databases:
         owners.add(_database_owner(stack, database))
+    archive = restore_server.globals_archive.name
     missing = sorted(owners - set(restore_server.roles))
     assert not missing, (
-        f"the globals dump {restore_server.globals_archive.name} does not create "
-        f"roles {missing}, which own live databases; restored objects would "
-        "lose their owners"
+        f"the globals dump {archive} does not create roles {missing}, which own "
+        "live databases; restored objects would lose their owners"
     )
+
+    postgres = stack.profile.doc.postgres
+    if postgres.password_env:
+        bare = restore.roles_without_password(restore_server.server, [postgres.user])
+        assert not bare, (
+            f"the globals dump {archive} creates role(s) {bare} without a "
+            f"password, but the stack logs in as {postgres.user} with the "
+            f"password in {postgres.password_env}, so after a restore onto a new "
+            "server it cannot log in; run pg_dumpall --globals-only as a "
+            "superuser and without --no-role-passwords"
+        )
 
 
 @pytest.mark.gate("backup", item="archive restores and matches the live database")
@@ -104,12 +121,17 @@ def test_round_trip(
     )
     evidence.record(f"{database_name}.archive", newest.name)
 
+    failure = ""
     try:
         trip = round_trip(
             stack, restore_server.server, newest.path, database_name, before, required
         )
     except RestoreFailed as exc:
-        pytest.fail(f"database {database_name}: {exc}", pytrace=False)
+        failure = str(exc)
+    # Failing outside the except clause keeps the message from being shown
+    # twice, as the exception's context and as the failure.
+    if failure:
+        pytest.fail(f"database {database_name}: {failure}", pytrace=False)
 
     matched = [
         name

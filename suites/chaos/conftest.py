@@ -20,7 +20,9 @@ from pytest_stackcheck.chaos.faults import ChaosSession, replay
 from pytest_stackcheck.chaos.journal import Journal, default_path
 from pytest_stackcheck.chaos.policy import require_chaos_allowed
 from pytest_stackcheck.chaos.steady import wait_steady
+from pytest_stackcheck.control.base import ServiceControl
 from pytest_stackcheck.control.supervisor import SupervisorControl
+from pytest_stackcheck.control.systemd import SystemdControl
 
 log = logging.getLogger("pytest_stackcheck")
 
@@ -30,17 +32,23 @@ CHAOS_LOCK_TIMEOUT_S = 600.0
 
 
 @pytest.fixture(scope="session")
-def service_control(stack) -> SupervisorControl:
-    """The stack's service manager; chaos makes every fault through it."""
+def service_control(stack) -> ServiceControl:
+    """The stack's service manager; chaos makes every fault through it.
+
+    supervisord for the local stack, systemd (on this machine or on
+    ``stack.host`` over ssh) for a deployed one whose profile allows chaos.
+    """
     require_chaos_allowed(stack.profile)
-    if stack.supervisor_socket is None:
-        # NOTE: only supervisord control exists; systemd (testinfra) and
-        # Kubernetes control are not built, so chaos on those stacks skips.
-        pytest.skip(
-            f"stack {stack.name} has no supervisord socket, and chaos through "
-            "systemd or Kubernetes is not available in this version"
-        )
-    return SupervisorControl(stack.supervisor_socket)
+    if stack.supervisor_socket is not None:
+        return SupervisorControl(stack.supervisor_socket)
+    if stack.profile.doc.stack.provisioner == "existing":
+        return SystemdControl.for_stack(stack)
+    # NOTE: Kubernetes (and Nix) control is not built, so chaos there skips.
+    pytest.skip(
+        f"stack {stack.name} uses provisioner "
+        f"{stack.profile.doc.stack.provisioner!r}; chaos controls services "
+        "through supervisord (local) or systemd (existing) only in this version"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +70,7 @@ def chaos(stack, service_control, chaos_journal) -> Iterator[ChaosSession]:
     lock_path = chaos_journal.path.with_suffix(".run.lock")
     budget = stack.profile.doc.chaos.recovery_s
     with FileLock(str(lock_path), timeout=CHAOS_LOCK_TIMEOUT_S):
-        for line in replay(chaos_journal):
+        for line in replay(chaos_journal, service_control):
             log.warning("chaos journal: %s", line)
         before = wait_steady(stack, service_control, chaos_journal, budget)
         if not before.steady:

@@ -18,6 +18,7 @@ import pytest
 from pytest_stackcheck.chaos.faults import FaultKind
 from pytest_stackcheck.chaos.jetstream import sync_verdict
 from pytest_stackcheck.chaos.ledger import WriteLoad
+from pytest_stackcheck.chaos.policy import require_controlled
 from pytest_stackcheck.chaos.recovery import (
     PROBE_TIMEOUT_S,
     measure_recovery,
@@ -38,6 +39,7 @@ def _dependents(stack, server: str) -> list[str]:
 @pytest.mark.gate("chaos", item="no acknowledged write lost when a server is killed")
 @pytest.mark.parametrize("server", SERVERS)
 def test_no_acknowledged_write_lost(stack, chaos, evidence, server):
+    require_controlled(chaos.control, server)
     settings = stack.profile.doc.chaos
     budget = settings.budget_s(server)
     targets = [server, *_dependents(stack, server)]
@@ -90,8 +92,9 @@ def test_jetstream_syncs_acknowledged_writes(stack, evidence):
     settings = stack.profile.doc.chaos
     with httpx.Client(timeout=stack.profile.doc.timeouts.check_s) as client:
         varz = nats.monitor(client, stack.nats_monitor_url, "/varz")
+        jsz = nats.monitor(client, stack.nats_monitor_url, "/jsz")
 
-    verdict = sync_verdict(varz, settings.accepted_loss_window_s)
+    verdict = sync_verdict(varz, settings.accepted_loss_window_s, jsz)
     evidence.record("jetstream.sync_always", verdict.sync_always)
     evidence.record("jetstream.sync_interval", verdict.sync_interval_s, "s")
     evidence.record("jetstream.clustered", verdict.clustered)

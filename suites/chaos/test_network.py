@@ -3,9 +3,9 @@
 The local stack routes service traffic to each server through a fault proxy
 when the profile sets ``chaos.network_proxy = true``. Each fault is verified
 by a round trip through the link before anything is judged. Services must
-stay healthy under added latency, report a partition in their health body,
-and recover within the budget once the partition heals or after their
-connections are reset.
+stay healthy under added latency and under packet loss, report a partition
+in their health body, and recover within the budget once the partition heals
+or after their connections are reset.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pytest_stackcheck.chaos.recovery import (
 
 LINKS = ["postgresql", "nats"]
 LATENCY_HOLD_S = 2.0
+LOSS_HOLD_S = 3.0
 
 
 @pytest.fixture
@@ -70,6 +71,32 @@ def test_services_tolerate_latency(stack, chaos, fault_proxy, evidence, link):
     assert not unhealthy, (
         f"with {latency} ms added each way on the link to {link}, services "
         f"turned unhealthy: {unhealthy}"
+    )
+
+
+@pytest.mark.gate("chaos", item="services stay healthy with packet loss")
+@pytest.mark.parametrize("link", LINKS)
+def test_services_tolerate_loss(stack, chaos, fault_proxy, evidence, link):
+    percent = stack.profile.doc.chaos.network_loss_percent
+    targets = dependents(stack, link)
+
+    injection = inject_network(chaos, fault_proxy, link, "loss", loss_percent=percent)
+    evidence.record(f"{link}.loss_round_trip", injection.round_trip)
+    unhealthy: dict[str, str] = {}
+    probes = 0
+    with httpx.Client(timeout=PROBE_TIMEOUT_S * 4) as client:
+        deadline = time.monotonic() + LOSS_HOLD_S
+        while time.monotonic() < deadline and not unhealthy:
+            unhealthy = _unhealthy(stack, client, targets)
+            probes += 1
+            time.sleep(POLL_INTERVAL_S)
+    lost = fault_proxy.links()[link]["losses"]
+    evidence.record(f"{link}.loss_chunks_lost", lost)
+    evidence.record(f"{link}.loss_health_probes", probes)
+
+    assert not unhealthy, (
+        f"with {percent} % of the chunks on the link to {link} lost and "
+        f"retransmitted, services turned unhealthy: {unhealthy}"
     )
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from pytest_stackcheck.chaos.faults import FaultKind
 from pytest_stackcheck.chaos.nightly import dependents
+from pytest_stackcheck.chaos.policy import require_controlled
 from pytest_stackcheck.chaos.recovery import (
     PROBE_TIMEOUT_S,
     measure_recovery,
@@ -50,4 +51,5 @@ def test_service_recovers_from_stall(stack, chaos, evidence, service_name, fault
 
 @pytest.mark.gate("chaos", item="nginx restarts after kill -9")
 def test_nginx_restarts_after_kill(stack, chaos, evidence):
+    require_controlled(chaos.control, "nginx")
     _recover(stack, chaos, evidence, FaultKind.KILL, "nginx")
