@@ -169,7 +169,11 @@ def http_texts(stack: LiveStack) -> dict[str, str]:
             requests[f"nats {page}"] = ("GET", stack.nats_monitor_url + page, {})
     if doc.nginx.http_port:
         missing = "/stackcheck-no-such-page"
-        requests[f"nginx {missing}"] = ("GET", stack.nginx_url + missing, {})
+        requests[f"nginx {missing}"] = (
+            "GET",
+            stack.nginx_url + missing,
+            {"Host": stack.nginx_host_header},
+        )
 
     texts: dict[str, str] = {}
     with httpx.Client(timeout=HTTP_TIMEOUT_S) as client:

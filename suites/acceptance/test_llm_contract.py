@@ -54,7 +54,8 @@ def test_llm_http_contract(stack, evidence):
             "variable it names"
         )
 
-    with httpx.Client(timeout=doc.timeouts.check_s) as client:
+    headers = {"Host": stack.nginx_host_header}
+    with httpx.Client(timeout=doc.timeouts.check_s, headers=headers) as client:
         polled = llm_contract.check_submit_poll(client, base, doc.timeouts.check_s)
         chat = llm_contract.check_chat(client, base, token, doc.timeouts.check_s)
 

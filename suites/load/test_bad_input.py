@@ -159,7 +159,7 @@ def test_bad_input_rejected(stack):
     )
     @hypothesis.given(request=bad_requests())
     def check(request: BadRequest) -> None:
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", "Host": stack.nginx_host_header}
         if request.authorization is not None:
             value = token if request.authorization == "VALID" else request.authorization
             headers["Authorization"] = f"Bearer {value}"
