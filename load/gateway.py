@@ -14,6 +14,9 @@ runner use the same file:
   the default, sends the next request as soon as the last one finished.
 - ``STACKCHECK_LOAD_POLL_TIMEOUT_S``: seconds a submitted request may stay
   pending before it counts as failed (default 30).
+- ``STACKCHECK_LOAD_HOST_HEADER``: the Host header to send, so that nginx
+  picks the server block of its public name even when ``--host`` is an
+  address (default: the host of ``--host``).
 
 Besides the HTTP requests, streamed chats report two derived entries of type
 ``derived``: ``stream: first token`` (time to the first content event) and
@@ -57,6 +60,7 @@ TOKEN = os.environ.get("STACKCHECK_LOAD_TOKEN", "")
 MAX_TOKENS = int(_setting("STACKCHECK_LOAD_MAX_TOKENS", 16))
 USER_RPS = _setting("STACKCHECK_LOAD_USER_RPS", 0.0)
 POLL_TIMEOUT_S = _setting("STACKCHECK_LOAD_POLL_TIMEOUT_S", 30.0)
+HOST_HEADER = os.environ.get("STACKCHECK_LOAD_HOST_HEADER", "")
 PROMPT = " ".join(f"word{index}" for index in range(2 * MAX_TOKENS))
 
 
@@ -72,6 +76,7 @@ def _chat_body(stream: bool) -> dict[str, object]:
 
 class _GatewayUser(FastHttpUser):
     abstract = True
+    default_headers = {"Host": HOST_HEADER} if HOST_HEADER else None
     wait_time = constant_throughput(USER_RPS) if USER_RPS > 0 else constant(0)
 
     def report(self, name: str, elapsed_s: float, length: int = 0) -> None:

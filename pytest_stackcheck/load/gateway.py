@@ -57,6 +57,7 @@ def gateway_run(
             "STACKCHECK_LOAD_TOKEN": gateway_token(stack, spec),
             "STACKCHECK_LOAD_MAX_TOKENS": str(spec.max_tokens),
             "STACKCHECK_LOAD_USER_RPS": str(spec.user_rps),
+            "STACKCHECK_LOAD_HOST_HEADER": stack.nginx_host_header,
         },
     )
 
