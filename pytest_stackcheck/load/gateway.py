@@ -20,6 +20,7 @@ from pytest_stackcheck.load.locust_runner import (
 )
 from pytest_stackcheck.load.spec import GatewayLoad
 from pytest_stackcheck.load.verdict import Bound, Threshold, Verdict
+from pytest_stackcheck.probes.routes import client_front
 from pytest_stackcheck.provision.base import LiveStack
 
 GATEWAY_LOCUSTFILE = LOCUSTFILES / "gateway.py"
@@ -45,9 +46,10 @@ def gateway_run(
     stack: LiveStack, spec: GatewayLoad, out_dir: Path, workers: int
 ) -> LocustRun:
     """Describe the locust run the profile requests against this stack."""
+    front = client_front(stack)
     return LocustRun(
         locustfile=GATEWAY_LOCUSTFILE,
-        host=stack.nginx_url + spec.route.rstrip("/"),
+        host=front.base_url + spec.route.rstrip("/"),
         users=spec.users,
         spawn_rate=spec.spawn_rate,
         duration_s=spec.duration_s,
@@ -57,7 +59,7 @@ def gateway_run(
             "STACKCHECK_LOAD_TOKEN": gateway_token(stack, spec),
             "STACKCHECK_LOAD_MAX_TOKENS": str(spec.max_tokens),
             "STACKCHECK_LOAD_USER_RPS": str(spec.user_rps),
-            "STACKCHECK_LOAD_HOST_HEADER": stack.nginx_host_header,
+            "STACKCHECK_LOAD_HOST_HEADER": front.host,
         },
     )
 

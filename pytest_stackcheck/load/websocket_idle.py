@@ -15,6 +15,7 @@ import select
 import time
 
 from pytest_stackcheck.load.proxy import ProxyCheck
+from pytest_stackcheck.probes.routes import client_front
 from pytest_stackcheck.probes.websocket import Connection, open_websocket
 from pytest_stackcheck.profile import Route
 from pytest_stackcheck.provision.base import LiveStack
@@ -28,8 +29,9 @@ def check_websocket_idle(
     stack: LiveStack, route: Route, idle_s: float, timeout_s: float
 ) -> ProxyCheck:
     """Hold a websocket through ``route`` idle for ``idle_s`` and expect it open."""
-    url = f"{stack.nginx_url}{route.prefix}{route.probe}"
-    answer, connection = open_websocket(url, timeout_s, stack.nginx_host_header)
+    front = client_front(stack)
+    url = f"{front.base_url}{route.prefix}{route.probe}"
+    answer, connection = open_websocket(url, timeout_s, front.host)
     if connection is None:
         return ProxyCheck(
             False,

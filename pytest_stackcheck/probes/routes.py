@@ -63,6 +63,28 @@ def fronts(stack: LiveStack) -> list[Front]:
     ]
 
 
+def client_front(stack: LiveStack, timeout_s: float = 5.0) -> Front:
+    """Return the front clients are served on.
+
+    That is plain HTTP, unless nginx serves HTTPS and its HTTP server
+    redirects ``/`` there, as production sites often do. Checks that judge
+    what clients get (the gateway's contract, load, bad input) use it, so a
+    site served over HTTPS only is judged over HTTPS, never on its redirect.
+    """
+    http, *secure = fronts(stack)
+    if not secure:
+        return http
+    try:
+        with httpx.Client(timeout=timeout_s) as client:
+            response = client.get(http.base_url + "/", headers={"Host": http.host})
+    except httpx.HTTPError:
+        return http
+    location = urlsplit(response.headers.get("location", ""))
+    if response.status_code in REDIRECT_STATUSES and location.scheme == "https":
+        return secure[0]
+    return http
+
+
 def _refused_hint(front: Front, stack: LiveStack) -> str:
     if front.scheme != "https":
         return ""
