@@ -94,7 +94,7 @@ def load_unit(path: Path) -> Unit:
 
 
 class Manager:
-    """Supervise the units of ROOT/units and answer systemctl requests."""
+    """Supervise the units of ROOT/units and serve systemctl requests."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -257,7 +257,7 @@ def _killpg(pgid: int, signum: int) -> None:
 
 
 def serve(root: Path) -> None:
-    """Run the manager: start every unit, then answer requests on the socket."""
+    """Run the manager: start every unit, then serve requests on the socket."""
     manager = Manager(root)
     with manager.lock:
         for unit in manager.units.values():
@@ -281,7 +281,7 @@ def serve(root: Path) -> None:
 
 
 def systemctl(root: Path, argv: list[str]) -> int:
-    """The systemctl command: forward argv to the manager, print its answer."""
+    """The systemctl command: forward argv to the manager, print its reply."""
     if not argv:
         print("systemd stand-in: no command given", file=sys.stderr)
         return 1

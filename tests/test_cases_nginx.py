@@ -59,7 +59,7 @@ def test_x2_variable_upstream_fails(tmp_path, run_suite):
 
 
 def test_hidden_service_header_passes(tmp_path, run_suite):
-    """A real service sends no identity header; its own answer identifies it."""
+    """A real service sends no identity header; its direct response identifies it."""
     site = NGINX_CASES / "correct-hidden-service-header.conf.j2"
     result = run_suite(with_nginx_site(tmp_path, site), ROUTES, "-m", "day1")
 

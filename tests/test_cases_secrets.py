@@ -3,7 +3,7 @@
 Each test starts a real local stack whose reference service prints its
 settings, database password and bearer token included, the way apps that
 dump their configuration do, and runs the secret scan against it. The
-secrets are set in the environment, so the test knows them and can check
+secrets are set in the environment, so the test can check
 that no output of the run repeats them.
 """
 

@@ -1,6 +1,6 @@
 """Sites whose plain HTTP only redirects to HTTPS: client checks go over HTTPS.
 
-Production sites often answer port 80 with a redirect. The checks that judge
+Production sites often respond on port 80 with a redirect. The checks that judge
 what clients get (llm-server's contract, bad input, locust load, the proxy
 checks) must then run over HTTPS rather than fail on the redirect. The test
 starts a real local stack with such a site.

@@ -92,7 +92,7 @@ class GpuSession:
         return nvml.devices
 
     def smoke_outcome(self, device_index: int) -> SmokeResult | str:
-        """Run the smoke test on one device once; a str says why it gave no report."""
+        """Run the smoke test on one device once; a str is why it gave no report."""
         if device_index not in self._smokes:
             try:
                 result: SmokeResult | str = smoke_test(

@@ -69,7 +69,7 @@ class HostTarget:
 
 @dataclass(frozen=True, slots=True)
 class CommandResult:
-    """What one command printed and how it exited."""
+    """The output and exit status of one command."""
 
     stdout: str
     stderr: str
@@ -189,7 +189,7 @@ class HostRunner:
         """Run ``argv`` on the target and return its output.
 
         An exit status outside ``ok_codes`` raises ProbeError, and so does a
-        failed ssh connection whatever ``ok_codes`` says.
+        failed ssh connection whatever ``ok_codes`` contains.
         """
         limit = timeout_s if timeout_s is not None else self.timeout_s
         shown = shlex.join(argv)

@@ -63,6 +63,11 @@ def fronts(stack: LiveStack) -> list[Front]:
     ]
 
 
+# The front each nginx serves clients on, found once per run: every client
+# check asks for it, and a site does not change between checks.
+_CLIENT_FRONTS: dict[tuple[str, str, str], Front] = {}
+
+
 def client_front(stack: LiveStack, timeout_s: float = 5.0) -> Front:
     """Return the front clients are served on.
 
@@ -74,6 +79,11 @@ def client_front(stack: LiveStack, timeout_s: float = 5.0) -> Front:
     http, *secure = fronts(stack)
     if not secure:
         return http
+    key = (http.base_url, http.host, secure[0].base_url)
+    if key in _CLIENT_FRONTS:
+        return _CLIENT_FRONTS[key]
+
+    chosen = http
     try:
         with httpx.Client(timeout=timeout_s) as client:
             response = client.get(http.base_url + "/", headers={"Host": http.host})
@@ -81,8 +91,9 @@ def client_front(stack: LiveStack, timeout_s: float = 5.0) -> Front:
         return http
     location = urlsplit(response.headers.get("location", ""))
     if response.status_code in REDIRECT_STATUSES and location.scheme == "https":
-        return secure[0]
-    return http
+        chosen = secure[0]
+    _CLIENT_FRONTS[key] = chosen
+    return chosen
 
 
 def _refused_hint(front: Front, stack: LiveStack) -> str:

@@ -1,7 +1,7 @@
 """Find the stack's secrets in what it prints: logs and HTTP responses.
 
 The secrets are the values of every environment variable a profile names in a
-``*_env`` key (the database password, bearer tokens), as pytest sees them or
+``*_env`` key (the database password, bearer tokens), as pytest reads them or
 as the local provisioner generated them. A finding never carries the secret
 itself: the excerpt around it is shown with the value masked.
 """
@@ -36,7 +36,7 @@ WRONG_TOKEN = "stackcheck-wrong-token"
 
 @dataclass(frozen=True, slots=True)
 class Secret:
-    """One secret, by the environment variable that holds it."""
+    """One secret, by the environment variable that contains it."""
 
     env_name: str
     # repr=False: pytest prints a failing test's arguments, and this is one.
@@ -143,8 +143,8 @@ def find_leaks(source: str, text: str, secrets: list[Secret]) -> list[Leak]:
 def http_texts(stack: LiveStack) -> dict[str, str]:
     """Return the responses of the stack's HTTP endpoints to plain requests.
 
-    Each service's health endpoint, the NATS monitoring pages, nginx's answer
-    to an unknown path, and every bearer-token route's answer to a wrong
+    Each service's health endpoint, the NATS monitoring pages, nginx's response
+    to an unknown path, and every bearer-token route's response to a wrong
     token. A source that cannot be reached is left out and logged.
     """
     doc = stack.profile.doc
@@ -159,7 +159,7 @@ def http_texts(stack: LiveStack) -> dict[str, str]:
             {},
         )
         if service.token_env:
-            requests[f"{name} answer to a wrong token"] = (
+            requests[f"{name} response to a wrong token"] = (
                 "POST",
                 base + "/v1/chat/completions",
                 {"Authorization": f"Bearer {WRONG_TOKEN}"},
